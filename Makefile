@@ -1,0 +1,27 @@
+# Two entry points, both working on a fresh machine with Python 3.11, git and make:
+#   make demo   set up, build the bundled demo repository and scan it
+#   make test   set up and run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+DEMO   ?= $(CURDIR)/.demo
+
+.PHONY: demo test setup clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	$(PY) fixtures/make_demo.py $(DEMO)
+	$(VENV)/bin/leakscan scan $(DEMO) --no-history; test $$? -le 1
+
+test: setup
+	$(PY) -m pytest -n 2 -q
+	$(VENV)/bin/leakscan scan . --no-history
+
+clean:
+	rm -rf $(VENV) $(DEMO) build *.egg-info

@@ -1,0 +1,215 @@
+"""Offline checks and false-positive filters that rule files name.
+
+A rule lists `checks = [...]` (each must pass) and `filters = [...]` (each must not reject).
+Everything here is pure: bytes in, bool out. Adding a *kind* of check means adding a function
+here; adding a provider never does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable
+
+import regex
+
+B62_DIGITS = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+B36_DIGITS = b"0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def shannon_entropy(data: bytes) -> float:
+    if not data:
+        return 0.0
+    n = len(data)
+    return -sum(c / n * math.log2(c / n) for c in Counter(data).values())
+
+
+def to_base(value: int, digits: bytes, width: int) -> bytes:
+    out = bytearray()
+    base = len(digits)
+    while value:
+        value, r = divmod(value, base)
+        out.append(digits[r])
+    return bytes(reversed(out)).rjust(width, digits[:1])
+
+
+def crc32_base62(body: bytes) -> bytes:
+    """GitHub/npm checksum: CRC-32 of the random part in base62, left-padded to 6."""
+    return to_base(zlib.crc32(body), B62_DIGITS, 6)
+
+
+def gitlab_crc36(text: bytes) -> bytes:
+    """GitLab routable-token checksum: CRC-32 of everything before it, base36, width 7."""
+    return to_base(zlib.crc32(text), B36_DIGITS, 7)
+
+
+# ---------------------------------------------------------------------------------------------
+# checks: must all pass for a match to become a candidate
+
+
+def check_crc32_base62(secret: bytes) -> bool:
+    _, sep, rest = secret.partition(b"_")
+    if not sep or len(rest) < 7:
+        return False
+    return crc32_base62(rest[:-6]) == rest[-6:]
+
+
+def check_gitlab_routable(secret: bytes) -> bool:
+    return len(secret) > 7 and gitlab_crc36(secret[:-7]) == secret[-7:]
+
+
+def b64url_decode(data: bytes) -> bytes | None:
+    try:
+        return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _json_object(raw: bytes | None) -> dict | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+# The jwt.io sample token and its cousins appear in countless tutorials.
+_DOC_JWT_SUBJECTS = {"1234567890"}
+
+
+def check_jwt(secret: bytes) -> bool:
+    """Header and payload are base64url JSON objects with an alg; not expired; not a doc sample
+    nor a token that is public by design (Supabase `anon`)."""
+    parts = secret.split(b".")
+    if len(parts) != 3:
+        return False
+    header = _json_object(b64url_decode(parts[0]))
+    payload = _json_object(b64url_decode(parts[1]))
+    if header is None or payload is None or "alg" not in header:
+        return False
+    if str(header.get("alg", "")).lower() != "none" and len(parts[2]) < 16:
+        return False
+    exp = payload.get("exp")
+    if isinstance(exp, (int, float)) and exp < time.time():
+        return False
+    if payload.get("role") == "anon":
+        return False
+    if str(payload.get("sub")) in _DOC_JWT_SUBJECTS and payload.get("name") == "John Doe":
+        return False
+    return True
+
+
+_PEM_BODY = regex.compile(rb"-----BEGIN[ A-Z0-9]*-----(.*?)-----END", regex.S)
+_PEM_HEADER_LINE = regex.compile(rb"^[A-Za-z-]+:.*$", regex.M)
+_PEM_ESCAPES = regex.compile(rb"(?:\\\\|\\)[nr]")
+_PEM_CONCAT = regex.compile(rb"[\"']\s*\+?\s*[\"']")  # per-line quoted strings joined
+_PEM_NOISE = regex.compile(rb"[\s\"',=]")
+
+
+def check_pem(secret: bytes) -> bool:
+    """The body decodes as base64 to a plausible key: DER (starts with a SEQUENCE), an OpenSSH
+    key blob, or a PGP packet — so `-----BEGIN PRIVATE KEY-----\\n...` in docs is not reported."""
+    m = _PEM_BODY.search(secret)
+    if not m:
+        return False
+    body = _PEM_CONCAT.sub(b"", _PEM_ESCAPES.sub(b"\n", m.group(1)))
+    body = _PEM_NOISE.sub(b"", _PEM_HEADER_LINE.sub(b"", body))
+    body = body[: len(body) - len(body) % 4]  # padding and PGP's =CRC line are gone; realign
+    try:
+        raw = base64.b64decode(body, validate=False)
+    except (binascii.Error, ValueError):
+        return False
+    if len(raw) < 64:
+        return False
+    return raw[0] == 0x30 or raw.startswith(b"openssh-key-v1\0") or raw[0] & 0x80 != 0
+
+
+def check_putty(secret: bytes) -> bool:
+    return b"Private-Lines:" in secret or b"Private-MAC:" in secret
+
+
+def check_base64_json(secret: bytes) -> bool:
+    """Tokens that are base64 of a JSON object (Neptune and similar)."""
+    try:
+        raw = base64.b64decode(secret + b"=" * (-len(secret) % 4))
+    except (binascii.Error, ValueError):
+        return False
+    return _json_object(raw) is not None
+
+
+CHECKS: dict[str, Callable[[bytes], bool]] = {
+    "crc32-base62": check_crc32_base62,
+    "gitlab-crc32": check_gitlab_routable,
+    "jwt": check_jwt,
+    "pem": check_pem,
+    "putty": check_putty,
+    "base64-json": check_base64_json,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# filters: any that says "false positive" drops the match
+
+_PLACEHOLDER_WORDS = regex.compile(
+    rb"(?i:xxxx|\*\*\*|\.\.\.|example|sample|dummy|placeholder|redacted|changeme|change_me|"
+    rb"insert|replace|fake|notreal|not_real|test_?key|secret_here|token_here|key_here)"
+    rb"|your|YOUR|Your|<[^>]*>|\$\{|\{\{|%\(|\$[A-Z_]{3,}"
+)
+_REPEAT = regex.compile(rb"(.)\1{5,}")
+_SEQUENCES = (b"0123456789", b"abcdefghijklmnopqrstuvwxyz", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _has_sequence(data: bytes, run: int = 6) -> bool:
+    for seq in _SEQUENCES:
+        for i in range(len(seq) - run + 1):
+            if seq[i : i + run] in data:
+                return True
+    return False
+
+
+def filter_placeholder(secret: bytes) -> bool:
+    """True = looks like a placeholder, template or documented example."""
+    if _PLACEHOLDER_WORDS.search(secret):
+        return True
+    return bool(_REPEAT.search(secret)) or _has_sequence(secret)
+
+
+_UUID = regex.compile(rb"(?i)^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_HEX = regex.compile(rb"^(?:[0-9a-f]+|[0-9A-F]+)$")
+_IDENT_WORDS = regex.compile(rb"[A-Z]?[a-z]{3,}")
+_ENV_LOOKUP = regex.compile(
+    rb"(?i)^(?:os\.|env\.|process\.env|getenv|environ|settings\.|config\.|self\.|args\.|secrets\.)"
+)
+_FILE_OR_URL = regex.compile(rb"(?i)^(?:https?://|/|\./|~/|[a-z]:\\)|\.(?:json|ya?ml|txt|py|pem|key|env)$")
+
+
+def filter_generic(secret: bytes) -> bool:
+    """False-positive filters for the prefix-less generic detector: what a reviewer would
+    dismiss at a glance."""
+    if filter_placeholder(secret):
+        return True
+    if _UUID.match(secret) or _ENV_LOOKUP.match(secret) or _FILE_OR_URL.search(secret):
+        return True
+    # hex digests, git SHAs, LFS oids: hashes of public content, not credentials
+    if _HEX.match(secret) and len(secret) in (32, 40, 56, 64, 96, 128):
+        return True
+    if secret.isalpha() or secret.isdigit():
+        return True  # words and numbers
+    # identifiers: CamelCase, snake_case, dotted names (words, not randomness)
+    words = _IDENT_WORDS.findall(secret)
+    if words and sum(map(len, words)) >= 0.6 * len(secret):
+        return True
+    return False
+
+
+FILTERS: dict[str, Callable[[bytes], bool]] = {
+    "placeholder": filter_placeholder,
+    "generic": filter_generic,
+}

@@ -1,0 +1,270 @@
+"""Detectors are data: one TOML file per provider under `detectors/`.
+
+This module reads and validates those files into `Rule` objects. A malformed file stops
+start-up with `DetectorError("<file>: rule <id>: <reason>")`. The file format is documented in
+detectors/README.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re as _stdlib_re  # only to compute pattern widths; matching uses `regex`
+import tomllib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import regex
+
+from .checks import CHECKS, FILTERS
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "detectors"
+PACKAGED_DIR = Path(__file__).resolve().parent / "_detectors"
+
+DEFAULT_CONTEXT_WITHIN = 64
+MAX_WIDTH = 16384  # widest match a rule may have; bounds the streaming overlap
+_ID = regex.compile(r"^[a-z0-9][a-z0-9-]*$")
+_RULE_KEYS = {
+    "id", "description", "keywords", "pattern", "entropy", "checks", "filters", "context",
+    "allow", "max_length", "generic", "exclude_paths", "examples", "verify", "revoke", "severity",
+}  # fmt: skip
+_FILE_KEYS = {"name", "rules", "verify", "revoke"}
+
+
+class DetectorError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Examples:
+    positive: tuple[str, ...] = ()
+    negative: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class Rule:
+    id: str
+    provider: str
+    provider_name: str
+    description: str
+    keywords: tuple[str, ...]
+    pattern: str  # the full pattern as matched (context prefix included), `regex` syntax
+    min_width: int
+    max_width: int
+    min_entropy: float | None = None
+    checks: tuple[str, ...] = ()
+    filters: tuple[str, ...] = ("placeholder",)
+    allow: tuple[str, ...] = ()
+    generic: bool = False
+    exclude_paths: tuple[str, ...] = ()
+    severity: str = "high"
+    examples: Examples = field(default_factory=Examples)
+    verify: dict[str, Any] | None = None
+    revoke: dict[str, Any] | None = None
+    source_file: str = ""
+
+    @cached_property
+    def regex(self) -> regex.Pattern:
+        return regex.compile(self.pattern.encode())
+
+    @cached_property
+    def allow_regexes(self) -> tuple[regex.Pattern, ...]:
+        return tuple(regex.compile(a.encode()) for a in self.allow)
+
+    @cached_property
+    def exclude_path_regexes(self) -> tuple[regex.Pattern, ...]:
+        return tuple(regex.compile(p) for p in self.exclude_paths)
+
+    @cached_property
+    def keywords_lower(self) -> tuple[bytes, ...]:
+        return tuple(k.lower().encode() for k in self.keywords)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+
+    @cached_property
+    def by_id(self) -> dict[str, Rule]:
+        return {r.id: r for r in self.rules}
+
+    @cached_property
+    def digest(self) -> str:
+        """Identifies this detector set; a scan cache keyed on it is invalidated by any change."""
+        h = hashlib.sha256()
+        for r in self.rules:
+            h.update(repr((r.id, r.pattern, r.keywords, r.min_entropy, r.checks, r.filters,
+                           r.allow, r.generic)).encode())  # fmt: skip
+        return h.hexdigest()[:16]
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+
+def pattern_width(pattern: str, declared_max: int | None, where: str) -> tuple[int, int]:
+    """(min, max) length of what the pattern can match. Derived from the pattern with the
+    stdlib parser when it understands it; otherwise, or when unbounded, `max_length` must say."""
+    try:
+        lo, hi = _stdlib_re._parser.parse(pattern).getwidth()  # type: ignore[attr-defined]
+    except Exception:
+        lo, hi = 1, None
+    if hi is not None and hi >= _stdlib_re._constants.MAXREPEAT:  # type: ignore[attr-defined]
+        hi = None
+    if declared_max is not None:
+        hi = declared_max if hi is None else min(hi, declared_max)
+    if hi is None:
+        raise DetectorError(f"{where}: pattern has no upper bound on its length; set max_length")
+    if hi > MAX_WIDTH:
+        raise DetectorError(f"{where}: pattern may match {hi} bytes; at most {MAX_WIDTH}")
+    return lo, hi
+
+
+def _str_list(value: Any, where: str, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise DetectorError(f"{where}: {key} must be a list of non-empty strings")
+    return tuple(value)
+
+
+def _build_rule(raw: dict[str, Any], provider: str, provider_name: str, file_defaults: dict,
+                source: str) -> Rule:  # fmt: skip
+    rid = raw.get("id")
+    if not isinstance(rid, str) or not _ID.match(rid):
+        raise DetectorError(f"{source}: rule {rid!r}: id must be lower-case letters, digits, '-'")
+    where = f"{source}: rule {rid}"
+    unknown = set(raw) - _RULE_KEYS
+    if unknown:
+        raise DetectorError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key in ("description", "pattern"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise DetectorError(f"{where}: {key} is required")
+    body = raw["pattern"]
+    try:
+        compiled = regex.compile(body)
+    except regex.error as exc:
+        raise DetectorError(f"{where}: pattern does not compile: {exc}") from None
+    if compiled.groups and "secret" not in compiled.groupindex and compiled.groups != 1:
+        raise DetectorError(f"{where}: several groups; name the secret one (?P<secret>...)")
+
+    context = raw.get("context")
+    keywords = _str_list(raw["keywords"], where, "keywords") if "keywords" in raw else ()
+    if context is not None:
+        if not isinstance(context, dict) or "keywords" not in context:
+            raise DetectorError(f"{where}: context must be a table with keywords")
+        ctx_words = _str_list(context["keywords"], where, "context.keywords")
+        within = context.get("within", DEFAULT_CONTEXT_WITHIN)
+        if not isinstance(within, int) or not 0 <= within <= 1024:
+            raise DetectorError(f"{where}: context.within must be an integer 0..1024")
+        secret_part = body if "secret" in compiled.groupindex else f"(?P<secret>{body})"
+        if compiled.groups == 1 and "secret" not in compiled.groupindex:
+            raise DetectorError(f"{where}: with context, name the secret group (?P<secret>...)")
+        alternation = "|".join(regex.escape(w) for w in ctx_words)
+        full = f"(?i:{alternation})[\\s\\S]{{0,{within}}}?{secret_part}"
+        keywords = keywords or ctx_words
+    else:
+        full = body
+    if not keywords:
+        raise DetectorError(f"{where}: keywords are required (the prefilter needs them)")
+
+    lo, hi = pattern_width(full, raw.get("max_length"), where)
+    for k in keywords:
+        if len(k) > hi:
+            raise DetectorError(f"{where}: keyword {k!r} is longer than any match")
+
+    checks = _str_list(raw.get("checks", []), where, "checks") if raw.get("checks") else ()
+    for c in checks:
+        if c not in CHECKS:
+            raise DetectorError(f"{where}: unknown check {c!r} (known: {', '.join(CHECKS)})")
+    generic = bool(raw.get("generic", False))
+    filters = raw.get("filters", ["generic"] if generic else ["placeholder"])
+    filters = _str_list(filters, where, "filters") if filters else ()
+    for f in filters:
+        if f not in FILTERS:
+            raise DetectorError(f"{where}: unknown filter {f!r} (known: {', '.join(FILTERS)})")
+    entropy = raw.get("entropy")
+    if entropy is not None and (not isinstance(entropy, (int, float)) or not 0 <= entropy <= 8):
+        raise DetectorError(f"{where}: entropy must be a number of bits per byte, 0..8")
+    allow = _str_list(raw.get("allow", []), where, "allow") if raw.get("allow") else ()
+    for a in allow:
+        try:
+            regex.compile(a)
+        except regex.error as exc:
+            raise DetectorError(f"{where}: allow pattern {a!r} does not compile: {exc}") from None
+    excl = _str_list(raw["exclude_paths"], where, "exclude_paths") if raw.get("exclude_paths") else ()
+    ex = raw.get("examples", {})
+    if not isinstance(ex, dict):
+        raise DetectorError(f"{where}: examples must be a table with positive/negative lists")
+    examples = Examples(
+        positive=_str_list(ex["positive"], where, "examples.positive") if ex.get("positive") else (),
+        negative=_str_list(ex["negative"], where, "examples.negative") if ex.get("negative") else (),
+    )
+    severity = raw.get("severity", "high")
+    if severity not in ("low", "medium", "high", "critical"):
+        raise DetectorError(f"{where}: severity must be low, medium, high or critical")
+    verify = raw.get("verify", file_defaults.get("verify"))
+    revoke = raw.get("revoke", file_defaults.get("revoke"))
+    for key, value in (("verify", verify), ("revoke", revoke)):
+        if value is not None and not isinstance(value, dict):
+            raise DetectorError(f"{where}: {key} must be a table")
+    return Rule(
+        id=rid, provider=provider, provider_name=provider_name, description=raw["description"],
+        keywords=keywords, pattern=full, min_width=lo, max_width=hi,
+        min_entropy=float(entropy) if entropy is not None else None, checks=checks,
+        filters=filters, allow=allow, generic=generic, exclude_paths=excl, severity=severity,
+        examples=examples, verify=verify, revoke=revoke, source_file=source,
+    )  # fmt: skip
+
+
+def load_file(path: Path) -> list[Rule]:
+    source = path.name
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DetectorError(f"{source}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DetectorError(f"{source}: not valid TOML: {exc}") from None
+    provider = path.stem
+    if not _ID.match(provider):
+        raise DetectorError(f"{source}: file name must be the provider id (lower-case, digits, '-')")
+    unknown = set(data) - _FILE_KEYS
+    if unknown:
+        raise DetectorError(f"{source}: unknown top-level key(s) {', '.join(sorted(unknown))}")
+    rules = data.get("rules")
+    if not isinstance(rules, list) or not rules:
+        raise DetectorError(f"{source}: needs at least one [[rules]] table")
+    name = data.get("name", provider)
+    defaults = {k: data[k] for k in ("verify", "revoke") if k in data}
+    out = []
+    for raw in rules:
+        if not isinstance(raw, dict):
+            raise DetectorError(f"{source}: each [[rules]] entry must be a table")
+        out.append(_build_rule(raw, provider, name, defaults, source))
+    return out
+
+
+def default_dirs() -> list[Path]:
+    """The shipped detectors: the repo's `detectors/` in a checkout, the packaged copy otherwise."""
+    return [BUILTIN_DIR] if BUILTIN_DIR.is_dir() else [PACKAGED_DIR]
+
+
+def load_rules(dirs: list[Path] | None = None, *, only: set[str] | None = None) -> RuleSet:
+    rules: list[Rule] = []
+    seen: dict[str, str] = {}
+    for d in dirs or default_dirs():
+        files = sorted(d.glob("*.toml")) if d.is_dir() else [d]
+        if d.is_dir() and not files:
+            raise DetectorError(f"{d}: no detector files (*.toml)")
+        for f in files:
+            for rule in load_file(f):
+                if rule.id in seen:
+                    raise DetectorError(f"{f.name}: rule {rule.id}: id already used in {seen[rule.id]}")
+                seen[rule.id] = f.name
+                rules.append(rule)
+    if only:
+        missing = only - {r.id for r in rules} - {r.provider for r in rules}
+        if missing:
+            raise DetectorError(f"unknown detector(s): {', '.join(sorted(missing))}")
+        rules = [r for r in rules if r.id in only or r.provider in only]
+    return RuleSet(tuple(rules))

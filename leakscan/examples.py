@@ -1,0 +1,127 @@
+"""Generate credential-shaped test strings from the templates in detector files.
+
+No realistic secret is ever committed: detector files carry templates such as
+`HF_TOKEN = "<<hf_{alpha:34}>>"`, and tokens with the right prefix, length and checksum are made
+at test time. `<<` `>>` mark the part a detector must report as the secret; without them the
+whole expanded text is the secret.
+
+Fields: {alpha:N} {lower:N} {upper:N} {digits:N} {hex:N} {HEX:N} {b36:N} {b62:N} {b64:N}
+{b64url:N} {base32:N} {uuid} {crc-token:PREFIX:N} (PREFIX_ + N base62 + CRC-32 checksum, as
+GitHub and npm do) {gitlab-routable:PREFIX} {jwt} {pem:TYPE} {pem-escaped:TYPE} {openssh}
+{neptune}. `{{` and `}}` stand for literal braces.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import string
+import time
+import uuid
+
+import regex
+
+from .checks import B36_DIGITS, B62_DIGITS, crc32_base62, gitlab_crc36, to_base
+
+ALPHABETS = {
+    "alpha": string.ascii_letters,
+    "lower": string.ascii_lowercase,
+    "upper": string.ascii_uppercase,
+    "digits": string.digits,
+    "hex": "0123456789abcdef",
+    "HEX": "0123456789ABCDEF",
+    "b36": string.digits + string.ascii_lowercase,
+    "b62": B62_DIGITS.decode(),
+    "b64": string.ascii_letters + string.digits + "+/",
+    "b64url": string.ascii_letters + string.digits + "-_",
+    "base32": string.ascii_uppercase + "234567",
+}
+
+_FIELD = regex.compile(r"\{\{|\}\}|\{([A-Za-z0-9-]+)(?::([^{}]*))?\}")
+
+
+class TemplateError(ValueError):
+    pass
+
+
+def _random_text(rng: random.Random, alphabet: str, n: int) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _pem_body(rng: random.Random, kind: str) -> bytes:
+    if "OPENSSH" in kind:
+        raw = b"openssh-key-v1\0" + rng.randbytes(380)
+    elif "PGP" in kind:
+        raw = bytes([0x95]) + rng.randbytes(900)
+    else:
+        raw = b"\x30\x82\x04\xa4" + rng.randbytes(1190)
+    return base64.b64encode(raw)
+
+
+def pem(rng: random.Random, kind: str, newline: str = "\n") -> str:
+    body = _pem_body(rng, kind).decode()
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    label = kind if "PGP" in kind else f"{kind} PRIVATE KEY".strip()
+    if "PGP" in kind:
+        label = "PGP PRIVATE KEY BLOCK"
+    return newline.join([f"-----BEGIN {label}-----", *lines, f"-----END {label}-----"])
+
+
+def jwt(rng: random.Random) -> str:
+    header = {"alg": "HS256", "typ": "JWT"}
+    payload = {"sub": str(rng.randrange(10**9)), "iat": int(time.time()) - 60,
+               "exp": int(time.time()) + 86400 * 365, "scope": "api"}  # fmt: skip
+    return ".".join([_b64url(json.dumps(header).encode()), _b64url(json.dumps(payload).encode()),
+                     _b64url(rng.randbytes(32))])  # fmt: skip
+
+
+def _field(rng: random.Random, name: str, arg: str | None) -> str:
+    if name in ALPHABETS:
+        if arg is None or not arg.isdigit():
+            raise TemplateError(f"{{{name}:N}} needs a length")
+        return _random_text(rng, ALPHABETS[name], int(arg))
+    if name == "uuid":
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    if name == "crc-token":
+        prefix, _, n = (arg or "").partition(":")
+        body = _random_text(rng, ALPHABETS["b62"], int(n or 30)).encode()
+        return f"{prefix}_" + (body + crc32_base62(body)).decode()
+    if name == "gitlab-routable":
+        payload = _b64url(rng.randbytes(27))
+        length = to_base(len(payload), B36_DIGITS, 2).decode()
+        text = f"{arg or 'glpat'}-{payload}.01.{length}"
+        return text + gitlab_crc36(text.encode()).decode()
+    if name == "jwt":
+        return jwt(rng)
+    if name == "pem":
+        return pem(rng, arg or "RSA")
+    if name == "pem-escaped":
+        return pem(rng, arg or "RSA", newline="\\n")
+    if name == "openssh":
+        return pem(rng, "OPENSSH")
+    if name == "neptune":
+        doc = {"api_address": "https://app.neptune.ai", "api_url": "https://app.neptune.ai",
+               "api_key": str(uuid.UUID(int=rng.getrandbits(128), version=4))}  # fmt: skip
+        return base64.b64encode(json.dumps(doc).encode()).decode()
+    raise TemplateError(f"unknown template field {{{name}}}")
+
+
+def expand(template: str, rng: random.Random | None = None) -> tuple[str, str]:
+    """(text, expected secret) for one example template."""
+    rng = rng or random.Random()
+    text = _FIELD.sub(lambda m: _field(rng, m.group(1), m.group(2)) if m.group(1) else m.group()[0], template)
+    if "<<" in text:
+        start = text.index("<<")
+        end = text.index(">>", start)
+        secret = text[start + 2 : end]
+        return text[:start] + secret + text[end + 2 :], secret
+    return text, text
+
+
+def demo_token(template: str, seed: int | None = None) -> str:
+    return expand(template, random.Random(seed))[1]

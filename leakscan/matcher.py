@@ -1,0 +1,206 @@
+"""The matcher: bytes in, candidates out. Knows nothing of files, git or HTTP.
+
+One multi-pattern pass selects where a rule may match:
+  * Hyperscan compiles every rule's full pattern (in prefilter mode where it cannot take the exact
+    one) and reports the *end* of each possible match. A match of rule R ending at e starts in
+    [e - R.max_width, e - R.min_width].
+  * Without Hyperscan, one `regex` pass over all rule keywords does the same job: every match of
+    R contains one of R's keywords, so a keyword at [ks, ke) puts the match start in
+    [ke - R.max_width, ks].
+Each rule's own `regex` pattern then confirms on those start windows only, and the same checks
+and filters decide what becomes a `Candidate`. Both engines therefore yield identical candidates;
+a match must contain one of its rule's keywords in either case.
+
+Streams are scanned in overlapping chunks: chunk i owns the matches that start before chunk i+1's
+owned region begins, so nothing is lost at a boundary and nothing is reported twice.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+import regex
+
+from .checks import CHECKS, FILTERS, shannon_entropy
+from .detectors import MAX_WIDTH, Rule, RuleSet
+from .model import Candidate
+
+try:  # Hyperscan ships as a binary wheel; where it can't load we fall back to `regex`.
+    import hyperscan as _hs
+except Exception:  # pragma: no cover - exercised by the forced-fallback tests instead
+    _hs = None
+
+LOOKAROUND_MARGIN = 64  # bytes a rule's lookbehind/lookahead may inspect outside its match
+CHUNK_SIZE = 4 << 20
+OVERLAP = MAX_WIDTH + 4 * LOOKAROUND_MARGIN
+
+Hit = tuple[int, int]  # (rule index, offset)
+
+
+def hyperscan_available() -> bool:
+    return _hs is not None
+
+
+class Matcher:
+    def __init__(self, ruleset: RuleSet, engine: str | None = None) -> None:
+        engine = engine or os.environ.get("LEAKSCAN_ENGINE", "auto")
+        if engine not in ("auto", "hyperscan", "regex"):
+            raise ValueError(f"unknown matcher engine {engine!r}")
+        self.rules: tuple[Rule, ...] = ruleset.rules
+        self.engine = "hyperscan" if engine != "regex" and _hs is not None else "regex"
+        if engine == "hyperscan" and _hs is None:
+            raise RuntimeError("the hyperscan engine was requested but hyperscan cannot be loaded")
+        self._hs_db = self._compile_hyperscan() if self.engine == "hyperscan" else None
+        self._keyword_regex, self._keyword_rules = self._compile_keywords()
+
+    # -- compilation ---------------------------------------------------------------------------
+
+    def _compile_hyperscan(self):
+        db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+        expressions, flags = [], []
+        for rule in self.rules:
+            expr = rule.pattern.encode()
+            expressions.append(expr)
+            flags.append(_hs_flags_for(expr))
+        db.compile(expressions=expressions, ids=list(range(len(expressions))),
+                   elements=len(expressions), flags=flags)  # fmt: skip
+        return db
+
+    def _compile_keywords(self) -> tuple[regex.Pattern, dict[bytes, tuple[int, ...]]]:
+        words = sorted({k for r in self.rules for k in r.keywords_lower}, key=lambda w: (-len(w), w))
+        alternation = b"|".join(regex.escape(w) for w in words)
+        # A keyword found also stands for every shorter keyword it contains (see module doc).
+        table = {w: tuple(i for i, r in enumerate(self.rules) if any(k in w for k in r.keywords_lower))
+                 for w in words}  # fmt: skip
+        return regex.compile(b"(?i:" + alternation + b")"), table
+
+    # -- scanning ------------------------------------------------------------------------------
+
+    def scan(self, data: bytes, *, base: int = 0, own: tuple[int, int] | None = None) -> list[Candidate]:
+        """Candidates whose match starts in `own` (chunk-relative [from, until); default: the
+        whole chunk), with offsets shifted by `base`, sorted by position then rule."""
+        if not data:
+            return []
+        first, limit = own or (0, len(data))
+        windows = self._start_windows(data)
+        found: dict[tuple[int, int, int], Candidate] = {}
+        for idx, spans in windows.items():
+            rule = self.rules[idx]
+            for s0, s1 in _merge(spans):
+                s0, s1 = max(s0, first), min(s1, limit - 1)
+                if s0 >= limit:
+                    break
+                if s1 < s0:
+                    continue
+                for cand in _confirm(rule, data, s0, s1, base):
+                    found.setdefault((cand.match_start, cand.match_end, idx), cand)
+        return [found[k] for k in sorted(found, key=lambda k: (k[0], k[1], self.rules[k[2]].id))]
+
+    def _start_windows(self, data: bytes) -> dict[int, list[tuple[int, int]]]:
+        windows: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        rules = self.rules
+        if self._hs_db is not None:
+            ends: list[Hit] = []
+            append = ends.append
+
+            def on_match(idx: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+                append((idx, to))
+
+            self._hs_db.scan(data, match_event_handler=on_match)
+            for idx, end in ends:
+                r = rules[idx]
+                windows[idx].append((max(0, end - r.max_width), max(0, end - r.min_width)))
+        else:
+            table = self._keyword_rules
+            for m in self._keyword_regex.finditer(data, overlapped=True):
+                ks, ke = m.span()
+                for idx in table[m.group().lower()]:
+                    windows[idx].append((max(0, ke - rules[idx].max_width), ks))
+        return windows
+
+    def scan_stream(self, read: Callable[[int], bytes], chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[bytes, int, list[Candidate]]]:
+        """Scan a stream given by `read(n)` in overlapping chunks. Yields (chunk, chunk_offset,
+        candidates) so the caller can locate lines without a second read."""
+        if chunk_size <= 2 * OVERLAP:
+            raise ValueError("chunk_size must exceed twice the overlap")
+        # Chunk i owns match starts up to 2*margin past where chunk i+1 begins, chunk i+1 owns
+        # the rest: each side then sees every owned match whole, with margin for lookaround.
+        handover = 2 * LOOKAROUND_MARGIN
+        offset, first = 0, 0
+        data = read(chunk_size)
+        while data:
+            more = read(chunk_size - OVERLAP) if len(data) >= chunk_size else b""
+            if more:
+                own = (first, len(data) - OVERLAP + handover)
+                yield data, offset, self.scan(data, base=offset, own=own)
+                offset += len(data) - OVERLAP
+                data = data[-OVERLAP:] + more
+                first = handover
+            else:
+                yield data, offset, self.scan(data, base=offset, own=(first, len(data)))
+                return
+
+
+def _hs_flags_for(expr: bytes) -> int:
+    """Exact mode when Hyperscan understands the pattern, prefilter mode (a superset) when not."""
+    probe = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+    try:
+        probe.compile(expressions=[expr], ids=[0], elements=1, flags=[0])
+        return 0
+    except _hs.error:
+        return _hs.HS_FLAG_PREFILTER
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    spans.sort()
+    out = [spans[0]]
+    for s, e in spans[1:]:
+        ls, le = out[-1]
+        if s <= le + 1:
+            if e > le:
+                out[-1] = (ls, e)
+        else:
+            out.append((s, e))
+    return out
+
+
+def _confirm(rule: Rule, data: bytes, s0: int, s1: int, base: int) -> Iterator[Candidate]:
+    """Matches of `rule` that start in [s0, s1]. `pos`/`endpos` instead of slicing: lookbehind
+    still sees the bytes before s0, and every such match ends well before `endpos`."""
+    endpos = min(len(data), s1 + rule.max_width + LOOKAROUND_MARGIN)
+    for m in rule.regex.finditer(data, s0, endpos):
+        if m.start() > s1:
+            break
+        cand = _candidate(rule, m, base)
+        if cand is not None:
+            yield cand
+
+
+def _candidate(rule: Rule, m: regex.Match, base: int) -> Candidate | None:
+    if m.end() - m.start() > rule.max_width:
+        return None  # beyond a declared max_length: neither engine could promise to see it
+    whole = m.group(0).lower()
+    if not any(k in whole for k in rule.keywords_lower):
+        return None
+    if "secret" in m.re.groupindex:
+        group = "secret"
+    else:
+        group = 1 if m.re.groups == 1 else 0
+    secret = m.group(group)
+    if not secret:
+        return None
+    if rule.min_entropy is not None and shannon_entropy(secret) < rule.min_entropy:
+        return None
+    for name in rule.checks:
+        if not CHECKS[name](secret):
+            return None
+    for name in rule.filters:
+        if FILTERS[name](secret):
+            return None
+    for allowed in rule.allow_regexes:
+        if allowed.search(secret):
+            return None
+    start, end = m.span(group)
+    return Candidate(rule.id, base + start, base + end, secret, base + m.start(), base + m.end())

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from leakscan.detectors import load_rules
+from leakscan.matcher import Matcher
+
+
+@pytest.fixture(scope="session")
+def ruleset():
+    return load_rules()
+
+
+@pytest.fixture(scope="session")
+def matchers(ruleset):
+    """Both engines; tests that take this assert they agree."""
+    return {"hyperscan": Matcher(ruleset, "hyperscan"), "regex": Matcher(ruleset, "regex")}
+
+
+@pytest.fixture
+def rng(request):
+    # Generated at test time, reproducible per test.
+    return random.Random(request.node.nodeid)
