@@ -1,0 +1,210 @@
+"""The `leakscan` command line.
+
+Exit codes: 0 nothing found, 1 findings, 2 bad arguments or an unusable target (one line on
+stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+
+from . import __version__
+from .detectors import DetectorError, RuleSet, load_rules
+from .findings import Suppressions, SuppressionError, read_baseline, read_ignore_file
+from .report import render
+from .scan import ScanResult, Scanner, scan_tree
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+IGNORE_FILE = ".leakscanignore"
+
+app = typer.Typer(
+    name="leakscan",
+    help="Find leaked tokens in files, git history and Hugging Face repos.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+detectors_app = typer.Typer(help="List and check detector files.", no_args_is_help=True)
+app.add_typer(detectors_app, name="detectors")
+
+
+class UserError(Exception):
+    """An expected failure: printed as one line, exit code 2."""
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    sarif = "sarif"
+
+
+class Engine(str, Enum):
+    auto = "auto"
+    hyperscan = "hyperscan"
+    regex = "regex"
+
+
+RulesOpt = Annotated[Optional[list[Path]], typer.Option("--rules", help="Detector directory or file to use instead of the built-in ones (repeatable).")]
+OnlyOpt = Annotated[Optional[list[str]], typer.Option("--only", help="Only these detectors (rule id or provider id; repeatable).")]
+
+
+def _load(rules: list[Path] | None, only: list[str] | None) -> RuleSet:
+    try:
+        for p in rules or []:
+            if not p.exists():
+                raise UserError(f"detector path not found: {p}")
+        return load_rules(rules or None, only=set(only) if only else None)
+    except DetectorError as exc:
+        raise UserError(f"invalid detectors: {exc}") from None
+
+
+def _summary(result: ScanResult) -> str:
+    n = len(result.findings)
+    files = len({f.path for f in result.findings})
+    mb = result.stats.bytes / 1e6
+    head = "no secrets found" if n == 0 else f"{n} finding{'s' * (n != 1)} in {files} file{'s' * (files != 1)}"
+    extra = []
+    if result.suppressed:
+        extra.append(f"{result.suppressed} suppressed")
+    if result.skipped:
+        extra.append(f"{len(result.skipped)} skipped")
+    tail = f" ({', '.join(extra)})" if extra else ""
+    return f"{head}{tail} — scanned {result.stats.files} files, {mb:.1f} MB in {result.stats.seconds:.2f} s"
+
+
+def _emit(result: ScanResult, ruleset: RuleSet, fmt: Format | None, output: Path | None, redact: bool) -> int:
+    chosen = fmt.value if fmt else "table"
+    summary = _summary(result)
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8") as fh:
+                render(chosen, result.findings, fh, skipped=result.skipped, ruleset=ruleset,
+                       redact=redact, summary=summary)  # fmt: skip
+        except OSError as exc:
+            raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
+        print(summary, file=sys.stderr)
+    else:
+        render(chosen, result.findings, sys.stdout, skipped=result.skipped, ruleset=ruleset,
+               redact=redact, summary=summary, color=sys.stdout.isatty())  # fmt: skip
+        if chosen != "table":
+            print(summary, file=sys.stderr)
+    return EXIT_FINDINGS if result.findings else EXIT_CLEAN
+
+
+@app.command()
+def scan(
+    path: Annotated[Path, typer.Argument(help="Directory or file to scan.")],
+    fmt: Annotated[Optional[Format], typer.Option("--format", "-f", help="Output format (default: table).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report to this file.")] = None,
+    redact: Annotated[bool, typer.Option("--redact", help="Leave raw secrets out of json/jsonl/sarif.")] = False,
+    baseline: Annotated[Optional[Path], typer.Option("--baseline", help="Report only what is not in this earlier JSON report.")] = None,
+    ignore_file: Annotated[Optional[Path], typer.Option("--ignore-file", help=f"Fingerprints to ignore (default: PATH/{IGNORE_FILE}).")] = None,
+    rules: RulesOpt = None,
+    only: OnlyOpt = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores).")] = None,
+    engine: Annotated[Engine, typer.Option("--engine", help="Matcher engine.")] = Engine.auto,
+) -> None:
+    """Scan a directory or file for leaked credentials."""
+    if not path.exists():
+        raise UserError(f"no such file or directory: {path}")
+    ruleset = _load(rules, only)
+    suppressions = Suppressions()
+    try:
+        default_ignore = (path if path.is_dir() else path.parent) / IGNORE_FILE
+        if ignore_file is not None:
+            suppressions.fingerprints = read_ignore_file(ignore_file)
+        elif default_ignore.is_file():
+            suppressions.fingerprints = read_ignore_file(default_ignore)
+        if baseline is not None:
+            suppressions.baseline = read_baseline(baseline)
+    except SuppressionError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        scanner = Scanner(ruleset, engine.value)
+    except RuntimeError as exc:
+        raise UserError(str(exc)) from None
+    result = scan_tree(path, scanner, jobs=jobs, suppressions=suppressions)
+    raise typer.Exit(_emit(result, ruleset, fmt, output, redact))
+
+
+@detectors_app.command("list")
+def detectors_list(rules: RulesOpt = None) -> None:
+    """List the detectors: rule id, provider, description."""
+    for r in _load(rules, None).rules:
+        print(f"{r.id:40} {r.provider:18} {r.description}")
+
+
+@detectors_app.command("check")
+def detectors_check(rules: RulesOpt = None) -> None:
+    """Validate detector files and run each rule's examples (as the test suite does)."""
+    import random
+
+    from .examples import TemplateError, expand
+    from .matcher import Matcher
+
+    ruleset = _load(rules, None)
+    matcher = Matcher(ruleset)
+    problems = []
+    for r in ruleset.rules:
+        if not r.examples.positive or not r.examples.negative:
+            problems.append(f"{r.source_file}: rule {r.id}: needs positive and negative examples")
+        for kind, templates in (("positive", r.examples.positive), ("negative", r.examples.negative)):
+            for i, template in enumerate(templates):
+                try:
+                    text, secret = expand(template, random.Random(f"{r.id}/{kind}/{i}"))
+                except (TemplateError, ValueError) as exc:
+                    problems.append(f"{r.source_file}: rule {r.id}: {kind} example {i}: {exc}")
+                    continue
+                found = [c for c in matcher.scan(text.encode())]
+                if kind == "positive" and [c.secret.decode() for c in found if c.rule_id == r.id] != [secret]:
+                    problems.append(f"{r.source_file}: rule {r.id}: positive example {i} not found exactly once")
+                if kind == "negative" and found:
+                    by = ", ".join(sorted({c.rule_id for c in found}))
+                    problems.append(f"{r.source_file}: rule {r.id}: negative example {i} reported by {by}")
+    for p in problems:
+        print(p, file=sys.stderr)
+    print(f"{len(ruleset)} rules, {len(problems)} problem{'s' * (len(problems) != 1)}")
+    raise typer.Exit(EXIT_FINDINGS if problems else EXIT_CLEAN)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"leakscan {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False) -> None:
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        rv = app(args=args or ["--help"], standalone_mode=False, prog_name="leakscan")
+    except UserError as exc:
+        print(f"leakscan: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except (typer.Exit, click.exceptions.Exit) as exc:
+        return exc.exit_code
+    except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
+        print("leakscan: interrupted", file=sys.stderr)
+        return 130
+    except (typer.TyperException, click.ClickException) as exc:
+        # Usage errors: one line, not click's boxed usage text. (Typer vendors its own click.)
+        print(f"leakscan: error: {exc.format_message()}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        return EXIT_CLEAN
+    return rv if isinstance(rv, int) else EXIT_CLEAN
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Candidates become findings: identity (hash, fingerprint), redaction, dedupe, suppression."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .detectors import Rule
+from .model import Candidate, Finding, Location, Origin
+
+
+def secret_text(secret: bytes) -> str:
+    return secret.decode("utf-8", "backslashreplace")
+
+
+def sha256_hex(secret: bytes) -> str:
+    return hashlib.sha256(secret).hexdigest()
+
+
+def redact(secret: str) -> str:
+    """Enough to recognise a secret (`hf_Ab…yz`), never enough to use it."""
+    if secret.startswith("-----BEGIN"):
+        return secret.split("-----", 3)[1].join(("-----", "-----")) + "…"
+    if len(secret) >= 20:
+        return f"{secret[:5]}…{secret[-2:]}"
+    if len(secret) >= 10:
+        return f"{secret[:2]}…{secret[-1:]}"
+    return "…"
+
+
+def fingerprint(detector: str, secret_sha256: str, path: str, container: str | None) -> str:
+    """Stable across edits above the secret and across commits: no line, no commit."""
+    key = "\0".join((detector, secret_sha256, path, container or ""))
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def make_finding(rule: Rule, cand: Candidate, loc: Location, origin: Origin) -> Finding:
+    text = secret_text(cand.secret)
+    digest = sha256_hex(cand.secret)
+    return Finding(
+        detector=rule.id, provider=rule.provider, description=rule.description, secret=text,
+        secret_sha256=digest, redacted=redact(text), path=origin.path, line=loc.line,
+        column=loc.column, commit=origin.commit, source=origin.source, container=origin.container,
+        fingerprint=fingerprint(rule.id, digest, origin.path, origin.container), generic=rule.generic,
+    )  # fmt: skip
+
+
+def drop_shadowed(pairs: list[tuple[Rule, Candidate, Location]]) -> list[tuple[Rule, Candidate, Location]]:
+    """Within one stream, a generic rule's candidate that overlaps a specific rule's is dropped:
+    `OPENAI_API_KEY = "sk-proj-…"` is an OpenAI key, not a generic one."""
+    specific = [(c.start, c.end) for r, c, _ in pairs if not r.generic]
+    if not specific:
+        return pairs
+    return [(r, c, l) for r, c, l in pairs
+            if not r.generic or not any(s < c.end and c.start < e for s, e in specific)]  # fmt: skip
+
+
+def sort_key(f: Finding) -> tuple:
+    return (f.path, f.container or "", f.commit or "", f.line, f.column, f.detector)
+
+
+@dataclass
+class Suppressions:
+    """What the user told us not to report: ignore-file fingerprints and a baseline report."""
+
+    fingerprints: set[str] = field(default_factory=set)
+    baseline: set[str] = field(default_factory=set)
+
+    def suppressed(self, f: Finding) -> bool:
+        return f.fingerprint in self.fingerprints or f.fingerprint in self.baseline
+
+
+class SuppressionError(ValueError):
+    pass
+
+
+def read_ignore_file(path: Path) -> set[str]:
+    """`.leakscanignore`: one fingerprint per line; `#` starts a comment."""
+    out = set()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise SuppressionError(f"cannot read ignore file {path}: {exc.strerror or exc}") from None
+    for n, line in enumerate(lines, 1):
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        if len(entry) != 32 or any(ch not in "0123456789abcdef" for ch in entry):
+            raise SuppressionError(f"{path}:{n}: not a leakscan fingerprint: {entry!r}")
+        out.add(entry)
+    return out
+
+
+def read_baseline(path: Path) -> set[str]:
+    """Fingerprints of an earlier `--format json` (or jsonl) report."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SuppressionError(f"cannot read baseline {path}: {exc.strerror or exc}") from None
+    try:
+        items = json.loads(text) if text.lstrip().startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
+    except ValueError as exc:
+        raise SuppressionError(f"baseline {path} is not a leakscan JSON report: {exc}") from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) and "fingerprint" in i for i in items):
+        raise SuppressionError(f"baseline {path} is not a leakscan JSON report (no fingerprints)")
+    return {i["fingerprint"] for i in items}
+
+
+def dedupe(findings: Iterable[Finding]) -> list[Finding]:
+    """The same secret at the same place is reported once; a specific detector wins over a
+    generic one."""
+    best: dict[tuple, Finding] = {}
+    for f in findings:
+        key = (f.secret_sha256, f.path, f.container, f.commit, f.line)
+        old = best.get(key)
+        if old is None or (old.generic and not f.generic):
+            best[key] = f
+    return sorted(best.values(), key=sort_key)

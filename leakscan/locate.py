@@ -1,0 +1,71 @@
+"""Turn the matcher's byte offsets into lines and columns, streaming alongside it.
+
+Kept apart from the matcher (which stays bytes → candidates) and from sources (which know
+nothing of matches): this is the one place that reads the surrounding line, for the position
+and for the inline `leakscan:allow` marker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from .matcher import Matcher
+from .model import Candidate, Location
+
+ALLOW_MARKER = b"leakscan:allow"
+_MAX_LINE_PEEK = 4096  # how far around a match we look for the marker on its line
+
+
+def locate_stream(matcher: Matcher, read: Callable[[int], bytes], chunk_size: int | None = None) -> Iterator[tuple[Candidate, Location]]:
+    """Scan a stream and yield each candidate with its 1-based line and column."""
+    lines_before = 0  # newlines in the stream before the current chunk
+    last_newline = -1  # absolute offset of the last newline before the current chunk
+    prev: tuple[bytes, int] | None = None
+    kwargs = {"chunk_size": chunk_size} if chunk_size else {}
+    for data, offset, cands in matcher.scan_stream(read, **kwargs):
+        if prev is not None:
+            pdata, poff = prev
+            advance = offset - poff
+            lines_before += pdata.count(b"\n", 0, advance)
+            nl = pdata.rfind(b"\n", 0, advance)
+            if nl >= 0:
+                last_newline = poff + nl
+        prev = (data, offset)
+        counted, line = 0, lines_before + 1
+        for cand in sorted(cands, key=lambda c: c.start):
+            rel = cand.start - offset
+            line += data.count(b"\n", counted, rel)
+            counted = rel
+            nl = data.rfind(b"\n", 0, rel)
+            line_start = offset + nl + 1 if nl >= 0 else last_newline + 1
+            if line_start >= offset:
+                prefix = data[line_start - offset : rel]
+                column = len(prefix.decode("utf-8", "replace")) + 1
+            else:  # the line began in an earlier chunk; count bytes
+                column = cand.start - line_start + 1
+            yield cand, Location(line, column, cand.start, _allowed(data, rel, cand.end - offset))
+
+
+def _allowed(data: bytes, start: int, end: int) -> bool:
+    """The marker may sit on the first or the last line of the match (a PEM block spans many)."""
+    lo = max(0, data.rfind(b"\n", max(0, start - _MAX_LINE_PEEK), start) + 1)
+    hi = data.find(b"\n", start, start + _MAX_LINE_PEEK)
+    if ALLOW_MARKER in data[lo : hi if hi >= 0 else start + _MAX_LINE_PEEK]:
+        return True
+    if end - start > 1 and b"\n" in data[start:end]:
+        lo = data.rfind(b"\n", start, end) + 1
+        hi = data.find(b"\n", end, end + _MAX_LINE_PEEK)
+        return ALLOW_MARKER in data[lo : hi if hi >= 0 else end + _MAX_LINE_PEEK]
+    return False
+
+
+def locate_bytes(matcher: Matcher, data: bytes) -> list[tuple[Candidate, Location]]:
+    pos = 0
+
+    def read(n: int) -> bytes:
+        nonlocal pos
+        chunk = data[pos : pos + n]
+        pos += len(chunk)
+        return chunk
+
+    return list(locate_stream(matcher, read))

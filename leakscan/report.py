@@ -1,0 +1,128 @@
+"""Render a scan result: a readable table, JSON, JSON Lines, or SARIF 2.1.0."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import IO, Any
+from urllib.parse import quote
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from . import __version__
+from .detectors import RuleSet
+from .model import Finding, Skip
+
+FORMATS = ("table", "json", "jsonl", "sarif")
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+_SEVERITY_SCORE = {"low": "3.0", "medium": "5.5", "high": "8.0", "critical": "9.5"}
+_SEVERITY_LEVEL = {"low": "note", "medium": "warning", "high": "error", "critical": "error"}
+_VERIFICATION_STYLE = {"verified": "bold red", "invalid": "dim", "unknown": "yellow"}
+
+
+def render(fmt: str, findings: Sequence[Finding], out: IO[str], *, skipped: Sequence[Skip] = (),
+           ruleset: RuleSet | None = None, redact: bool = False, summary: str = "",
+           color: bool = False) -> None:  # fmt: skip
+    if fmt == "json":
+        json.dump([f.to_dict(redact=redact) for f in findings], out, indent=2)
+        out.write("\n")
+    elif fmt == "jsonl":
+        for f in findings:
+            out.write(json.dumps(f.to_dict(redact=redact)) + "\n")
+    elif fmt == "sarif":
+        json.dump(sarif(findings, skipped, ruleset, redact=redact), out, indent=2)
+        out.write("\n")
+    elif fmt == "table":
+        table(findings, skipped, out, summary=summary, color=color)
+    else:
+        raise ValueError(f"unknown format {fmt!r}")
+
+
+def table(findings: Sequence[Finding], skipped: Sequence[Skip], out: IO[str], *, summary: str,
+          color: bool) -> None:  # fmt: skip
+    console = Console(file=out, force_terminal=color, no_color=not color, width=None if color else 160,
+                      highlight=False, soft_wrap=False)  # fmt: skip
+    if findings:
+        t = Table(show_lines=False, header_style="bold", expand=False)
+        t.add_column("Location", overflow="fold")
+        t.add_column("Detector")
+        t.add_column("Secret")
+        t.add_column("Commit")
+        t.add_column("Status")
+        previous = None
+        for f in findings:
+            place = f.path + (f"!{f.container}" if f.container else "")
+            shown = place if place != previous else "  ″"
+            previous = place
+            t.add_row(
+                f"{shown}:{f.line}:{f.column}", f.detector, f.redacted,
+                (f.commit or "")[:10], Text(f.verification, style=_VERIFICATION_STYLE.get(f.verification, "")),
+            )  # fmt: skip
+        console.print(t)
+    for s in skipped:
+        where = s.path + (f"!{s.container}" if s.container else "")
+        console.print(f"skipped {where}: {s.reason}", style="yellow")
+    if summary:
+        console.print(summary, style="bold")
+
+
+def sarif(findings: Sequence[Finding], skipped: Sequence[Skip], ruleset: RuleSet | None, *,
+          redact: bool) -> dict[str, Any]:  # fmt: skip
+    rules = list(ruleset.rules) if ruleset else []
+    used = {f.detector for f in findings}
+    rules = [r for r in rules if r.id in used] or []
+    index = {r.id: i for i, r in enumerate(rules)}
+    sarif_rules = [
+        {
+            "id": r.id,
+            "name": "".join(p.capitalize() for p in r.id.split("-")),
+            "shortDescription": {"text": r.description},
+            "fullDescription": {"text": f"{r.description} ({r.provider_name})"},
+            "help": {"text": f"A {r.description} was found. Revoke or rotate it with "
+                             f"{r.provider_name}, then remove it from the code and its history."},
+            "defaultConfiguration": {"level": _SEVERITY_LEVEL[r.severity]},
+            "properties": {"tags": ["security", "secret", r.provider], "precision": "medium" if r.generic else "high",
+                           "security-severity": _SEVERITY_SCORE[r.severity]},
+        }  # fmt: skip
+        for r in rules
+    ]
+    results = []
+    for f in findings:
+        lines = f.secret.split("\n")
+        end_line = f.line + len(lines) - 1
+        end_col = (f.column + len(f.secret)) if len(lines) == 1 else len(lines[-1]) + 1
+        result: dict[str, Any] = {
+            "ruleId": f.detector,
+            "level": _SEVERITY_LEVEL[rules[index[f.detector]].severity] if f.detector in index else "error",
+            "message": {"text": f"{f.description} {f.redacted} ({f.verification})"},
+            "locations": [{
+                "physicalLocation": {
+                    "artifactLocation": {"uri": quote(f.path)},
+                    "region": {"startLine": f.line, "startColumn": f.column, "endLine": end_line, "endColumn": end_col},
+                }
+            }],
+            "partialFingerprints": {"primaryLocationLineHash": f.fingerprint, "leakscan/v1": f.fingerprint},
+            "properties": {k: v for k, v in f.to_dict(redact=redact).items()
+                           if v is not None and k not in ("path", "line", "column", "description")},
+        }  # fmt: skip
+        if f.detector in index:
+            result["ruleIndex"] = index[f.detector]
+        results.append(result)
+    notifications = [
+        {"level": "warning", "message": {"text": f"skipped: {s.reason}"},
+         "locations": [{"physicalLocation": {"artifactLocation": {"uri": quote(s.path)}}}]}  # fmt: skip
+        for s in skipped
+    ]
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "leakscan", "version": __version__, "semanticVersion": __version__,
+                                "rules": sarif_rules}},
+            "invocations": [{"executionSuccessful": True, "toolExecutionNotifications": notifications}],
+            "columnKind": "unicodeCodePoints",
+            "results": results,
+        }],
+    }  # fmt: skip
