@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-DEMO   ?= $(CURDIR)/.demo
+DEMO   ?= /tmp/leakscan-demo
 
 .PHONY: demo test setup clean
 setup: $(VENV)/.installed
@@ -17,11 +17,11 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(PY) fixtures/make_demo.py $(DEMO)
-	$(VENV)/bin/leakscan scan $(DEMO) --no-history; test $$? -le 1
+	$(VENV)/bin/leakscan scan $(DEMO); test $$? -le 1
 
 test: setup
 	$(PY) -m pytest -n 2 -q
-	$(VENV)/bin/leakscan scan . --no-history
+	$(VENV)/bin/leakscan scan .
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info

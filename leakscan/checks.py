@@ -183,7 +183,8 @@ def filter_placeholder(secret: bytes) -> bool:
 
 _UUID = regex.compile(rb"(?i)^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _HEX = regex.compile(rb"^(?:[0-9a-f]+|[0-9A-F]+)$")
-_IDENT_WORDS = regex.compile(rb"[A-Z]?[a-z]{3,}")
+_PIECE_SPLIT = regex.compile(rb"[_.\-/:]+|(?<=[a-z])(?=[A-Z])", regex.V1)
+_WORDISH = regex.compile(rb"[A-Za-z][a-z]*[0-9]{0,2}|[A-Z]{2,}[0-9]{0,2}|[0-9]{1,4}")
 _ENV_LOOKUP = regex.compile(
     rb"(?i)^(?:os\.|env\.|process\.env|getenv|environ|settings\.|config\.|self\.|args\.|secrets\.)"
 )
@@ -202,11 +203,13 @@ def filter_generic(secret: bytes) -> bool:
         return True
     if secret.isalpha() or secret.isdigit():
         return True  # words and numbers
-    # identifiers: CamelCase, snake_case, dotted names (words, not randomness)
-    words = _IDENT_WORDS.findall(secret)
-    if words and sum(map(len, words)) >= 0.6 * len(secret):
-        return True
-    return False
+    return looks_like_identifier(secret)
+
+
+def looks_like_identifier(secret: bytes) -> bool:
+    """CamelCase, snake_case, kebab-case or dotted names: pieces that are words, not noise."""
+    pieces = [p for p in _PIECE_SPLIT.split(secret) if p]
+    return len(pieces) >= 2 and all(_WORDISH.fullmatch(p) for p in pieces)
 
 
 FILTERS: dict[str, Callable[[bytes], bool]] = {

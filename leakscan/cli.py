@@ -110,6 +110,7 @@ def scan(
     only: OnlyOpt = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores).")] = None,
     engine: Annotated[Engine, typer.Option("--engine", help="Matcher engine.")] = Engine.auto,
+    include_deps: Annotated[bool, typer.Option("--include-deps", help="Also scan virtualenvs and node_modules inside PATH.")] = False,
 ) -> None:
     """Scan a directory or file for leaked credentials."""
     if not path.exists():
@@ -130,7 +131,7 @@ def scan(
         scanner = Scanner(ruleset, engine.value)
     except RuntimeError as exc:
         raise UserError(str(exc)) from None
-    result = scan_tree(path, scanner, jobs=jobs, suppressions=suppressions)
+    result = scan_tree(path, scanner, jobs=jobs, suppressions=suppressions, include_deps=include_deps)
     raise typer.Exit(_emit(result, ruleset, fmt, output, redact))
 
 
@@ -144,30 +145,12 @@ def detectors_list(rules: RulesOpt = None) -> None:
 @detectors_app.command("check")
 def detectors_check(rules: RulesOpt = None) -> None:
     """Validate detector files and run each rule's examples (as the test suite does)."""
-    import random
-
-    from .examples import TemplateError, expand
+    from .examples import example_problems
     from .matcher import Matcher
 
     ruleset = _load(rules, None)
     matcher = Matcher(ruleset)
-    problems = []
-    for r in ruleset.rules:
-        if not r.examples.positive or not r.examples.negative:
-            problems.append(f"{r.source_file}: rule {r.id}: needs positive and negative examples")
-        for kind, templates in (("positive", r.examples.positive), ("negative", r.examples.negative)):
-            for i, template in enumerate(templates):
-                try:
-                    text, secret = expand(template, random.Random(f"{r.id}/{kind}/{i}"))
-                except (TemplateError, ValueError) as exc:
-                    problems.append(f"{r.source_file}: rule {r.id}: {kind} example {i}: {exc}")
-                    continue
-                found = [c for c in matcher.scan(text.encode())]
-                if kind == "positive" and [c.secret.decode() for c in found if c.rule_id == r.id] != [secret]:
-                    problems.append(f"{r.source_file}: rule {r.id}: positive example {i} not found exactly once")
-                if kind == "negative" and found:
-                    by = ", ".join(sorted({c.rule_id for c in found}))
-                    problems.append(f"{r.source_file}: rule {r.id}: negative example {i} reported by {by}")
+    problems = [p for r in ruleset.rules for p in example_problems(r, matcher)]
     for p in problems:
         print(p, file=sys.stderr)
     print(f"{len(ruleset)} rules, {len(problems)} problem{'s' * (len(problems) != 1)}")

@@ -125,3 +125,29 @@ def expand(template: str, rng: random.Random | None = None) -> tuple[str, str]:
 
 def demo_token(template: str, seed: int | None = None) -> str:
     return expand(template, random.Random(seed))[1]
+
+
+def example_problems(rule, matcher, seeds: range = range(3)) -> list[str]:
+    """Run a rule's examples through a matcher: each positive must yield exactly its marked
+    secret from this rule; no rule may report anything in a negative. Returns the problems."""
+    where = f"{rule.source_file}: rule {rule.id}"
+    problems = []
+    if not rule.examples.positive or not rule.examples.negative:
+        problems.append(f"{where}: needs positive and negative examples")
+    cases = [("positive", i, t, s) for i, t in enumerate(rule.examples.positive) for s in seeds]
+    cases += [("negative", i, t, 0) for i, t in enumerate(rule.examples.negative)]
+    for kind, i, template, seed in cases:
+        try:
+            text, secret = expand(template, random.Random(f"{rule.id}/{kind}/{i}/{seed}"))
+        except (TemplateError, ValueError) as exc:
+            problems.append(f"{where}: {kind} example {i}: {exc}")
+            continue
+        found = matcher.scan(b"first line\n" + text.encode() + b"\nlast line\n")
+        if kind == "positive":
+            got = [c.secret.decode("utf-8", "replace") for c in found if c.rule_id == rule.id]
+            if got != [secret]:
+                problems.append(f"{where}: positive example {i} gave {got!r} for {text!r}, expected {secret!r}")
+        elif found:
+            by = ", ".join(sorted({c.rule_id for c in found}))
+            problems.append(f"{where}: negative example {i} reported by {by}: {text!r}")
+    return problems

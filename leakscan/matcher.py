@@ -18,7 +18,11 @@ owned region begins, so nothing is lost at a boundary and nothing is reported tw
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import defaultdict
+from pathlib import Path
+
+import platformdirs
 from collections.abc import Callable, Iterator
 
 import regex
@@ -32,6 +36,8 @@ try:  # Hyperscan ships as a binary wheel; where it can't load we fall back to `
 except Exception:  # pragma: no cover - exercised by the forced-fallback tests instead
     _hs = None
 
+WIDE_RULE = 512  # wider rules (PEM blocks) enter Hyperscan by their keywords: big bounded
+# repeats cost Hyperscan seconds of compile time and buy nothing, the keywords being rare
 LOOKAROUND_MARGIN = 64  # bytes a rule's lookbehind/lookahead may inspect outside its match
 CHUNK_SIZE = 4 << 20
 OVERLAP = MAX_WIDTH + 4 * LOOKAROUND_MARGIN
@@ -52,20 +58,37 @@ class Matcher:
         self.engine = "hyperscan" if engine != "regex" and _hs is not None else "regex"
         if engine == "hyperscan" and _hs is None:
             raise RuntimeError("the hyperscan engine was requested but hyperscan cannot be loaded")
-        self._hs_db = self._compile_hyperscan() if self.engine == "hyperscan" else None
+        # Hyperscan entries: (rule index, keyword length); keyword length 0 = the full pattern
+        self._hs_entries: list[tuple[int, int]] = []
+        self._hs_db = self._compile_hyperscan(ruleset.digest) if self.engine == "hyperscan" else None
         self._keyword_regex, self._keyword_rules = self._compile_keywords()
 
     # -- compilation ---------------------------------------------------------------------------
 
-    def _compile_hyperscan(self):
+    def _compile_hyperscan(self, digest: str):
+        expressions = []
+        for idx, rule in enumerate(self.rules):
+            if rule.max_width > WIDE_RULE:
+                for kw in rule.keywords_lower:
+                    self._hs_entries.append((idx, len(kw)))
+                    expressions.append((regex.escape(kw, literal_spaces=True), _hs.HS_FLAG_CASELESS))
+            else:
+                self._hs_entries.append((idx, 0))
+                expressions.append((rule.pattern.encode(), None))
+        cache = _hs_cache_path(digest)
+        if cache is not None:
+            try:
+                db = _hs.loadb(cache.read_bytes(), _hs.HS_MODE_BLOCK)
+                db.scratch = _hs.Scratch(db)  # a loaded database comes without one
+                return db
+            except Exception:
+                pass  # absent, stale or damaged: compile afresh
         db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
-        expressions, flags = [], []
-        for rule in self.rules:
-            expr = rule.pattern.encode()
-            expressions.append(expr)
-            flags.append(_hs_flags_for(expr))
-        db.compile(expressions=expressions, ids=list(range(len(expressions))),
+        flags = [f if f is not None else _hs_flags_for(e) for e, f in expressions]
+        db.compile(expressions=[e for e, _ in expressions], ids=list(range(len(expressions))),
                    elements=len(expressions), flags=flags)  # fmt: skip
+        if cache is not None:
+            _write_atomically(cache, _hs.dumpb(db))
         return db
 
     def _compile_keywords(self) -> tuple[regex.Pattern, dict[bytes, tuple[int, ...]]]:
@@ -109,9 +132,12 @@ class Matcher:
                 append((idx, to))
 
             self._hs_db.scan(data, match_event_handler=on_match)
-            for idx, end in ends:
+            entries = self._hs_entries
+            for entry, end in ends:
+                idx, kw_len = entries[entry]
                 r = rules[idx]
-                windows[idx].append((max(0, end - r.max_width), max(0, end - r.min_width)))
+                last = end - kw_len if kw_len else end - r.min_width
+                windows[idx].append((max(0, end - r.max_width), max(0, last)))
         else:
             table = self._keyword_rules
             for m in self._keyword_regex.finditer(data, overlapped=True):
@@ -141,6 +167,30 @@ class Matcher:
             else:
                 yield data, offset, self.scan(data, base=offset, own=(first, len(data)))
                 return
+
+
+_CACHE_FORMAT = 1  # bump when the layout of compiled entries changes
+
+
+def _hs_cache_path(digest: str) -> Path | None:
+    """Compiled databases are cached per detector set and Hyperscan version; compiling takes
+    about a second, loading a millisecond."""
+    if os.environ.get("LEAKSCAN_NO_CACHE"):
+        return None
+    base = os.environ.get("LEAKSCAN_CACHE_DIR") or platformdirs.user_cache_dir("leakscan")
+    version = getattr(_hs, "__version__", "0")
+    return Path(base) / f"hyperscan-{version}-f{_CACHE_FORMAT}-{digest}.db"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache we cannot write is only a missed speed-up
 
 
 def _hs_flags_for(expr: bytes) -> int:

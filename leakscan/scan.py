@@ -141,11 +141,11 @@ def default_jobs() -> int:
 
 
 def scan_tree(root: Path, scanner: Scanner, *, jobs: int | None = None,
-              suppressions: Suppressions | None = None) -> ScanResult:  # fmt: skip
+              suppressions: Suppressions | None = None, include_deps: bool = False) -> ScanResult:  # fmt: skip
     started = time.monotonic()
     result = ScanResult()
     entries: list[FileEntry] = []
-    for item in walk(root):
+    for item in walk(root, include_deps=include_deps):
         if isinstance(item, Skip):
             result.skipped.append(item)
         else:

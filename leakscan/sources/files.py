@@ -15,6 +15,9 @@ from pathlib import Path
 from ..model import Skip
 
 SKIP_DIRS = frozenset({".git", ".hg", ".svn"})
+# Third-party code installed into the tree, not the project's own: a virtualenv (it holds a
+# pyvenv.cfg) or node_modules. `--include-deps` scans them too.
+DEPENDENCY_DIRS = frozenset({"node_modules"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +27,7 @@ class FileEntry:
     size: int
 
 
-def walk(root: Path) -> Iterator[FileEntry | Skip]:
+def walk(root: Path, *, include_deps: bool = False) -> Iterator[FileEntry | Skip]:
     """Every regular file below `root`, in a stable (sorted) order."""
     root = root.resolve()
     if root.is_file():
@@ -53,8 +56,11 @@ def walk(root: Path) -> Iterator[FileEntry | Skip]:
                     yield Skip(rel, "symlink points outside the scanned tree")
                 continue
             if stat.S_ISDIR(st.st_mode):
-                if entry.name not in SKIP_DIRS:
-                    subdirs.append(Path(entry.path))
+                if entry.name in SKIP_DIRS:
+                    continue
+                if not include_deps and (entry.name in DEPENDENCY_DIRS or os.path.exists(os.path.join(entry.path, "pyvenv.cfg"))):
+                    continue
+                subdirs.append(Path(entry.path))
             elif stat.S_ISREG(st.st_mode):
                 yield FileEntry(rel, entry.path, st.st_size)
             else:
