@@ -4,8 +4,8 @@ One multi-pattern pass selects where a rule may match:
   * Hyperscan compiles every rule's full pattern (in prefilter mode where it cannot take the exact
     one) and reports the *end* of each possible match. A match of rule R ending at e starts in
     [e - R.max_width, e - R.min_width].
-  * Without Hyperscan, one `regex` pass over all rule keywords does the same job: every match of
-    R contains one of R's keywords, so a keyword at [ks, ke) puts the match start in
+  * Without Hyperscan, a search for every rule keyword does the same job: every match of R
+    contains one of R's keywords, so a keyword at [ks, ke) puts the match start in
     [ke - R.max_width, ks].
 Each rule's own `regex` pattern then confirms on those start windows only, and the same checks
 and filters decide what becomes a `Candidate`. Both engines therefore yield identical candidates;
@@ -61,7 +61,7 @@ class Matcher:
         # Hyperscan entries: (rule index, keyword length); keyword length 0 = the full pattern
         self._hs_entries: list[tuple[int, int]] = []
         self._hs_db = self._compile_hyperscan(ruleset.digest) if self.engine == "hyperscan" else None
-        self._keyword_regex, self._keyword_rules = self._compile_keywords()
+        self._keyword_rules = self._compile_keywords()
 
     # -- compilation ---------------------------------------------------------------------------
 
@@ -91,13 +91,13 @@ class Matcher:
             _write_atomically(cache, _hs.dumpb(db))
         return db
 
-    def _compile_keywords(self) -> tuple[regex.Pattern, dict[bytes, tuple[int, ...]]]:
-        words = sorted({k for r in self.rules for k in r.keywords_lower}, key=lambda w: (-len(w), w))
-        alternation = b"|".join(regex.escape(w) for w in words)
-        # A keyword found also stands for every shorter keyword it contains (see module doc).
-        table = {w: tuple(i for i, r in enumerate(self.rules) if any(k in w for k in r.keywords_lower))
-                 for w in words}  # fmt: skip
-        return regex.compile(b"(?i:" + alternation + b")"), table
+    def _compile_keywords(self) -> dict[bytes, tuple[int, ...]]:
+        """keyword (lower-case) → the rules that own it."""
+        table: dict[bytes, list[int]] = defaultdict(list)
+        for idx, rule in enumerate(self.rules):
+            for kw in rule.keywords_lower:
+                table[kw].append(idx)
+        return {kw: tuple(idxs) for kw, idxs in sorted(table.items())}
 
     # -- scanning ------------------------------------------------------------------------------
 
@@ -139,11 +139,15 @@ class Matcher:
                 last = end - kw_len if kw_len else end - r.min_width
                 windows[idx].append((max(0, end - r.max_width), max(0, last)))
         else:
-            table = self._keyword_rules
-            for m in self._keyword_regex.finditer(data, overlapped=True):
-                ks, ke = m.span()
-                for idx in table[m.group().lower()]:
-                    windows[idx].append((max(0, ke - rules[idx].max_width), ks))
+            # ASCII lower-casing matches the byte patterns' case folding; find() runs at C speed
+            lowered = data.lower()
+            for kw, idxs in self._keyword_rules.items():
+                ks = lowered.find(kw)
+                while ks >= 0:
+                    ke = ks + len(kw)
+                    for idx in idxs:
+                        windows[idx].append((max(0, ke - rules[idx].max_width), ks))
+                    ks = lowered.find(kw, ks + 1)
         return windows
 
     def scan_stream(self, read: Callable[[int], bytes], chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[bytes, int, list[Candidate]]]:
