@@ -23,3 +23,12 @@ def matchers(ruleset):
 def rng(request):
     # Generated at test time, reproducible per test.
     return random.Random(request.node.nodeid)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Keep the Hyperscan database cache of test runs (and their subprocesses) out of the
+    user's cache dir."""
+    import os
+
+    os.environ["LEAKSCAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
