@@ -106,6 +106,13 @@ def check_jwt(secret: bytes) -> bool:
     return True
 
 
+def check_jwt_service_role(secret: bytes) -> bool:
+    """A JWT whose payload grants `"role": "service_role"` (Supabase secret project key)."""
+    parts = secret.split(b".")
+    payload = _json_object(b64url_decode(parts[1])) if len(parts) == 3 else None
+    return payload is not None and payload.get("role") == "service_role"
+
+
 _PEM_BODY = regex.compile(rb"-----BEGIN[ A-Z0-9]*-----(.*?)-----END", regex.S)
 _PEM_HEADER_LINE = regex.compile(rb"^[A-Za-z-]+:.*$", regex.M)
 _PEM_ESCAPES = regex.compile(rb"(?:\\\\|\\)[nr]")
@@ -148,6 +155,7 @@ CHECKS: dict[str, Callable[[bytes], bool]] = {
     "crc32-base62": check_crc32_base62,
     "gitlab-crc32": check_gitlab_routable,
     "jwt": check_jwt,
+    "jwt-service-role": check_jwt_service_role,
     "pem": check_pem,
     "putty": check_putty,
     "base64-json": check_base64_json,
@@ -191,10 +199,15 @@ _ENV_LOOKUP = regex.compile(
 _FILE_OR_URL = regex.compile(rb"(?i)^(?:https?://|/|\./|~/|[a-z]:\\)|\.(?:json|ya?ml|txt|py|pem|key|env)$")
 
 
+# Keys that are public by design (Mapbox pk., Stripe publishable, PostHog project, Supabase
+# publishable): a generic rule must not report them under an api_key/token name either.
+_PUBLIC_BY_DESIGN = regex.compile(rb"^(?:pk\.eyJ|pk_(?:live|test)_|phc_|sb_publishable_)")
+
+
 def filter_generic(secret: bytes) -> bool:
     """False-positive filters for the prefix-less generic detector: what a reviewer would
     dismiss at a glance."""
-    if filter_placeholder(secret):
+    if filter_placeholder(secret) or _PUBLIC_BY_DESIGN.match(secret):
         return True
     if _UUID.match(secret) or _ENV_LOOKUP.match(secret) or _FILE_OR_URL.search(secret):
         return True

@@ -7,7 +7,7 @@ whole expanded text is the secret.
 
 Fields: {alpha:N} {lower:N} {upper:N} {digits:N} {hex:N} {HEX:N} {b36:N} {b62:N} {b64:N}
 {b64url:N} {base32:N} {uuid} {crc-token:PREFIX:N} (PREFIX_ + N base62 + CRC-32 checksum, as
-GitHub and npm do) {gitlab-routable:PREFIX} {jwt} {pem:TYPE} {pem-escaped:TYPE} {openssh}
+GitHub and npm do) {gitlab-routable:PREFIX} {jwt} {jwt:ROLE} {pem:TYPE} {pem-escaped:TYPE} {openssh}
 {neptune}. `{{` and `}}` stand for literal braces.
 """
 
@@ -72,10 +72,13 @@ def pem(rng: random.Random, kind: str, newline: str = "\n") -> str:
     return newline.join([f"-----BEGIN {label}-----", *lines, f"-----END {label}-----"])
 
 
-def jwt(rng: random.Random) -> str:
+def jwt(rng: random.Random, role: str | None = None) -> str:
     header = {"alg": "HS256", "typ": "JWT"}
     payload = {"sub": str(rng.randrange(10**9)), "iat": int(time.time()) - 60,
                "exp": int(time.time()) + 86400 * 365, "scope": "api"}  # fmt: skip
+    if role:  # {jwt:ROLE}: a Supabase-style project key (`anon`, `service_role`)
+        payload = {"iss": "supabase", "ref": _random_text(rng, ALPHABETS["lower"], 20), "role": role,
+                   "iat": int(time.time()) - 60, "exp": int(time.time()) + 86400 * 3650}  # fmt: skip
     return ".".join([_b64url(json.dumps(header).encode()), _b64url(json.dumps(payload).encode()),
                      _b64url(rng.randbytes(32))])  # fmt: skip
 
@@ -97,7 +100,7 @@ def _field(rng: random.Random, name: str, arg: str | None) -> str:
         text = f"{arg or 'glpat'}-{payload}.01.{length}"
         return text + gitlab_crc36(text.encode()).decode()
     if name == "jwt":
-        return jwt(rng)
+        return jwt(rng, arg)
     if name == "pem":
         return pem(rng, arg or "RSA")
     if name == "pem-escaped":
