@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from .matcher import Matcher
+from .matcher import Matcher, bytes_reader
 from .model import Candidate, Location
 
 ALLOW_MARKER = b"leakscan:allow"
@@ -60,12 +60,4 @@ def _allowed(data: bytes, start: int, end: int) -> bool:
 
 
 def locate_bytes(matcher: Matcher, data: bytes) -> list[tuple[Candidate, Location]]:
-    pos = 0
-
-    def read(n: int) -> bytes:
-        nonlocal pos
-        chunk = data[pos : pos + n]
-        pos += len(chunk)
-        return chunk
-
-    return list(locate_stream(matcher, read))
+    return list(locate_stream(matcher, bytes_reader(data)))

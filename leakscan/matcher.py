@@ -176,6 +176,20 @@ class Matcher:
 _CACHE_FORMAT = 1  # bump when the layout of compiled entries changes
 
 
+def bytes_reader(data: bytes) -> Callable[[int], bytes]:
+    """read(n) over in-memory bytes, for scan_stream."""
+    view = memoryview(data)
+    pos = 0
+
+    def read(n: int) -> bytes:
+        nonlocal pos
+        chunk = bytes(view[pos : pos + n])
+        pos += len(chunk)
+        return chunk
+
+    return read
+
+
 def _hs_cache_path(digest: str) -> Path | None:
     """Compiled databases are cached per detector set and Hyperscan version; compiling takes
     about a second, loading a millisecond."""

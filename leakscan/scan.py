@@ -12,7 +12,7 @@ from pathlib import Path
 from .detectors import RuleSet
 from .findings import Suppressions, dedupe, drop_shadowed, make_finding
 from .locate import locate_stream
-from .matcher import Matcher
+from .matcher import Matcher, bytes_reader
 from .model import Finding, Origin, Skip
 from .sources.files import FileEntry, walk
 
@@ -54,16 +54,7 @@ class Scanner:
         return out
 
     def scan_bytes(self, data: bytes, origin: Origin) -> list[Finding]:
-        view = memoryview(data)
-        pos = 0
-
-        def read(n: int) -> bytes:
-            nonlocal pos
-            chunk = bytes(view[pos : pos + n])
-            pos += len(chunk)
-            return chunk
-
-        return self.scan_stream(read, origin)
+        return self.scan_stream(bytes_reader(data), origin)
 
     def scan_file(self, entry: FileEntry) -> tuple[list[Finding], Skip | None]:
         try:

@@ -8,23 +8,11 @@ import pytest
 
 from leakscan.examples import expand
 from leakscan.locate import locate_bytes, locate_stream
-from leakscan.matcher import OVERLAP, Matcher
+from leakscan.matcher import OVERLAP, bytes_reader
 
 from helpers import GHP, HF, token
 
 CHUNK = 2 * OVERLAP + 4096  # the smallest chunk size, so boundaries are many and close
-
-
-def reader(data: bytes):
-    pos = 0
-
-    def read(n: int) -> bytes:
-        nonlocal pos
-        out = data[pos : pos + n]
-        pos += len(out)
-        return out
-
-    return read
 
 
 def test_scan_returns_exact_offsets_and_secret(matchers):
@@ -58,7 +46,7 @@ def test_tokens_straddling_every_chunk_boundary_are_found_once(matchers, engine)
         data += tok
         data += b"\n"
     data += filler[:5000]
-    got = list(locate_stream(matcher, reader(bytes(data)), chunk_size=CHUNK))
+    got = list(locate_stream(matcher, bytes_reader(bytes(data)), chunk_size=CHUNK))
     assert [(c.start, c.secret) for c, _ in got] == tokens
     for cand, loc in got:
         assert loc.line == bytes(data[: cand.start]).count(b"\n") + 1
@@ -71,7 +59,7 @@ def test_a_multiline_key_across_a_boundary(matchers):
     lead = b"a" * (CHUNK - 700) + b"\n"
     data = lead + pem.encode() + b"\n"
     for matcher in matchers.values():
-        got = list(locate_stream(matcher, reader(data), chunk_size=CHUNK))
+        got = list(locate_stream(matcher, bytes_reader(data), chunk_size=CHUNK))
         assert [(c.rule_id, c.secret.decode()) for c, _ in got] == [("private-key", pem)]
         assert got[0][1].line == 2
 
