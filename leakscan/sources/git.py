@@ -1,0 +1,839 @@
+"""Source: the history of a git repository (a work tree's files are `sources.files`).
+
+What it gives the scanner:
+  * every unique blob reachable from any ref (`git rev-list --objects --all` semantics: branches,
+    tags, remotes, refs/pr/*, notes, stash, plus HEAD), each once with the first path it was seen
+    at and its size; optionally dangling blobs too, or only the blobs new in a range;
+  * their contents, streamed through ONE `git cat-file --batch` process per pass: a writer thread
+    feeds object ids while the caller reads each blob through a bounded `read(n)`;
+  * commit and annotated-tag messages;
+  * attribution (the oldest commit that put a blob at a path) and what HEAD still holds.
+
+The repository is treated as hostile. Git runs with argument lists only, plumbing commands only,
+never `--filters`/`--textconv`/external diff, with hooks, fsmonitor, transports, signature
+checking and the system config switched off, and with replace refs ignored (so a `refs/replace`
+entry cannot hide what an object really holds). A missing or corrupt object, or a ref pointing at
+nothing, becomes a `GitWarning` and the walk goes on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import re
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import IO
+
+from ..model import Origin, Skip
+
+UNREACHABLE_PATH = "<unreachable>"
+CHUNK = 1 << 20  # what skipping an unread blob tail reads at a time
+
+# `-c` settings given to every git command. Command-line config outranks the repository's own.
+SAFE_CONFIG = (
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "core.untrackedCache=false",
+    "core.pager=cat",
+    "core.quotePath=false",
+    "protocol.allow=never",
+    "credential.helper=",
+    "log.showSignature=false",  # would run gpg.program, which the repository may set
+    "log.showRoot=true",
+    "log.follow=false",
+    "diff.external=",
+    "diff.renames=false",
+    "gc.auto=0",
+    "maintenance.auto=false",
+    "submodule.recurse=false",
+    "i18n.logOutputEncoding=UTF-8",
+)
+# Inherited variables that would point git somewhere else than the repository we opened. The
+# object-directory variables are kept on purpose: inside a pre-receive hook they are how git
+# sees the quarantined objects of the push.
+_DROP_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_NAMESPACE",
+             "GIT_PREFIX", "GIT_EXTERNAL_DIFF", "GIT_PAGER", "GIT_SSH", "GIT_SSH_COMMAND",
+             "GIT_ASKPASS", "GIT_EDITOR", "GIT_CONFIG", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT",
+             "GIT_TRACE", "GIT_TRACE2", "GIT_TRACE2_EVENT", "GIT_TRACE2_PERF")  # fmt: skip
+_FORMAT = "%(objectname) %(objecttype) %(objectsize) %(rest)"  # rest: the path rev-list printed
+MISSING = "missing or unreadable object (partial clone or damaged repository)"
+
+
+class GitSourceError(Exception):
+    """The path is not a usable git repository, or git itself failed in a way we cannot skip."""
+
+
+@dataclass(frozen=True, slots=True)
+class GitBlob:
+    """One unique blob: its id, the first path it was seen at, its size in bytes."""
+
+    oid: str
+    path: str  # UNREACHABLE_PATH for a dangling blob, whose path nothing records
+    size: int
+    reachable: bool = True
+
+    def origin(self, commit: str | None = None) -> Origin:
+        return Origin(self.path, source="history", commit=commit)
+
+
+@dataclass(frozen=True, slots=True)
+class GitWarning:
+    """Something in the repository that could not be read; reported, never fatal."""
+
+    subject: str  # a path, a ref name or an object id
+    reason: str
+    oid: str | None = None
+
+    def to_skip(self) -> Skip:
+        return Skip(self.subject, self.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class GitMessage:
+    """The message of one commit or annotated tag, raw bytes as stored."""
+
+    oid: str
+    kind: str  # "commit" | "tag"
+    message: bytes
+    author: str  # author of a commit, tagger of a tag; "" if the header has none
+    date: str  # that person's date, ISO 8601 with offset; "" if unknown
+
+    def origin(self) -> Origin:
+        return Origin(f"<{self.kind} message>", source="commit-message", commit=self.oid)
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """The oldest commit (by commit date) that put blob `oid` at `path`."""
+
+    oid: str
+    path: str
+    commit: str
+    author: str
+    date: str  # author date, ISO 8601 with offset
+
+
+class BlobReader:
+    """read(n) over one object's content: n bytes unless fewer are left, b"" at the end.
+
+    Valid only until the iterator that produced it moves on; whatever was not read is skipped
+    then. `truncated` turns true when git stopped before the end (a corrupt object).
+    """
+
+    __slots__ = ("_out", "remaining", "size", "truncated", "_closed")
+
+    def __init__(self, out: IO[bytes], size: int) -> None:
+        self._out = out
+        self.size = size
+        self.remaining = size
+        self.truncated = False
+        self._closed = False
+
+    def __call__(self, n: int = -1) -> bytes:
+        if self._closed:
+            raise ValueError("blob reader used after its iterator moved on")
+        if n < 0 or n > self.remaining:
+            n = self.remaining
+        if n == 0 or self.truncated:
+            return b""
+        data = self._out.read(n)
+        if len(data) < n:
+            self.truncated = True
+        self.remaining -= len(data)
+        return data
+
+    read = __call__
+
+    def readall(self) -> bytes:
+        return self(-1)
+
+    def _finish(self) -> bool:
+        """Skip the unread tail and the trailing LF; False if the stream ended early."""
+        while self.remaining and not self.truncated:
+            self(min(self.remaining, CHUNK))
+        self._closed = True
+        if self.truncated:
+            return False
+        return self._out.read(1) == b"\n"
+
+
+# --- process plumbing ---------------------------------------------------------------------------
+
+
+class _Procs:
+    """The git processes of one streaming pass, so that an abandoned pass can kill them all."""
+
+    def __init__(self) -> None:
+        self._procs: list[tuple[subprocess.Popen, IO[bytes]]] = []
+        self._children: list[_Procs] = []
+        self._lock = threading.Lock()
+
+    def child(self) -> _Procs:
+        """A group of its own (ended by its owner) that ending this group ends too."""
+        sub = _Procs()
+        with self._lock:
+            self._children.append(sub)
+        return sub
+
+    def add(self, proc: subprocess.Popen, err: IO[bytes]) -> None:
+        with self._lock:
+            self._procs.append((proc, err))
+
+    def kill(self) -> None:
+        with self._lock:
+            procs, self._procs = self._procs, []
+            children, self._children = self._children, []
+        for sub in children:
+            sub.kill()
+        for proc, err in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            for f in (proc.stdin, proc.stdout, err):
+                try:
+                    if f is not None:
+                        f.close()
+                except OSError:
+                    pass
+
+
+def _first_line(err: bytes) -> str:
+    for line in err.decode("utf-8", "replace").splitlines():
+        line = line.strip()
+        if line:
+            return line.removeprefix("fatal: ").removeprefix("error: ")
+    return "git failed"
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _git_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_CONFIG_NOSYSTEM="1", GIT_NO_REPLACE_OBJECTS="1",
+               GIT_OPTIONAL_LOCKS="0", GIT_LITERAL_PATHSPECS="1", GIT_PROTOCOL_FROM_USER="0",
+               GIT_NO_LAZY_FETCH="1", GIT_ADVICE="0", LC_ALL="C", LANGUAGE="C")  # fmt: skip
+    return env
+
+
+def _git_base(trust_foreign_owner: bool) -> list[str]:
+    cmd = ["git", "--no-pager", "--no-replace-objects"]
+    for item in SAFE_CONFIG:
+        cmd += ["-c", item]
+    if trust_foreign_owner:
+        cmd += ["-c", "safe.directory=*"]
+    return cmd
+
+
+def open_repo(path: str | os.PathLike, *, trust_foreign_owner: bool = False) -> GitRepo:
+    """The repository at `path`: a work tree's top directory or a (bare) git directory.
+
+    A directory *inside* a repository does not count: the scan would silently cover a
+    different, bigger tree. `trust_foreign_owner` accepts a repository owned by another user
+    (git's `safe.directory`), which the command set used here makes safe to read.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raise GitSourceError(f"not a git repository: {path} (no such directory)")
+    p = p.resolve()
+    env = _git_env()
+    env["GIT_CEILING_DIRECTORIES"] = str(p.parent)  # look at `path` itself, never its parents
+    cmd = [*_git_base(trust_foreign_owner), "rev-parse", "--absolute-git-dir",
+           "--is-bare-repository", "--show-object-format"]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, cwd=p, env=env, stdin=subprocess.DEVNULL, capture_output=True)
+    except OSError as exc:
+        raise GitSourceError(f"cannot run git: {exc.strerror or exc}") from None
+    if proc.returncode != 0:
+        msg = _first_line(proc.stderr)
+        if "dubious ownership" in msg:
+            raise GitSourceError(f"git refuses {path}: owned by another user (safe.directory)")
+        raise GitSourceError(f"not a git repository: {path}")
+    lines = proc.stdout.decode("utf-8", "surrogateescape").splitlines()
+    git_dir, bare, fmt = Path(lines[0]), lines[1] == "true", lines[2]
+    return GitRepo(path=p, git_dir=git_dir, bare=bare, object_format=fmt,
+                   trust_foreign_owner=trust_foreign_owner)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Walk:
+    """What `git rev-list` walks: command-line arguments plus lines for `--stdin`."""
+
+    args: tuple[str, ...]
+    stdin: tuple[str, ...] = ()
+
+
+class GitRepo:
+    """An opened repository. Every method runs git fresh; nothing is kept between calls except
+    HEAD's tree (cached by `head_tree`)."""
+
+    def __init__(self, *, path: Path, git_dir: Path, bare: bool, object_format: str,
+                 trust_foreign_owner: bool = False) -> None:  # fmt: skip
+        self.path = path
+        self.git_dir = git_dir
+        self.bare = bare
+        self.object_format = object_format
+        self._base = [*_git_base(trust_foreign_owner), f"--git-dir={git_dir}"]
+        self._env = _git_env()
+        self._head: dict[str, str] | None = None
+
+    def __repr__(self) -> str:
+        return f"GitRepo({str(self.path)!r}, bare={self.bare})"
+
+    # -- running git --
+
+    def _popen(self, args: list[str], procs: _Procs, *, stdin=subprocess.DEVNULL,
+               stdout=subprocess.PIPE) -> tuple[subprocess.Popen, IO[bytes]]:  # fmt: skip
+        err = tempfile.TemporaryFile()  # a file, not a pipe: a chatty git can never block on it
+        proc = subprocess.Popen([*self._base, *args], stdin=stdin, stdout=stdout, stderr=err,
+                                env=self._env, cwd=self.git_dir)  # fmt: skip
+        procs.add(proc, err)
+        return proc, err
+
+    def _run(self, args: list[str], input: bytes | None = None) -> tuple[int, bytes, bytes]:
+        proc = subprocess.run([*self._base, *args], input=input, capture_output=True,
+                              env=self._env, cwd=self.git_dir,
+                              stdin=None if input is not None else subprocess.DEVNULL)  # fmt: skip
+        return proc.returncode, proc.stdout, proc.stderr
+
+    @staticmethod
+    def _stderr(err: IO[bytes]) -> str:
+        err.seek(0)
+        return _first_line(err.read())
+
+    # -- what to walk --
+
+    def resolve(self, rev: str) -> str:
+        """The full commit id that `rev` names; GitSourceError if it names none."""
+        if not rev or rev.startswith("-"):
+            raise GitSourceError(f"not a revision: {rev!r}")
+        code, out, _ = self._run(["rev-parse", "--verify", "--quiet", "--end-of-options",
+                                  f"{rev}^{{commit}}"])  # fmt: skip
+        if code != 0:
+            raise GitSourceError(f"unknown revision: {rev}")
+        return out.decode().strip()
+
+    def _walk(self, rev_range: str | None, since: str | None, reflogs: bool) -> _Walk:
+        if rev_range and since:
+            raise GitSourceError("give either rev_range or since, not both")
+        if since:  # everything reachable from any ref but not from `since`
+            return _Walk(("--all", *(("--reflog",) if reflogs else ())), (f"^{self.resolve(since)}",))
+        if rev_range:
+            if "..." in rev_range:
+                raise GitSourceError(f"symmetric ranges are not supported: {rev_range}")
+            if ".." in rev_range:
+                old, new = rev_range.split("..", 1)
+                if not old:
+                    raise GitSourceError(f"range without a start: {rev_range}")
+                return _Walk((), (self.resolve(new or "HEAD"), f"^{self.resolve(old)}"))
+            return _Walk((), (self.resolve(rev_range),))
+        return _Walk(("--all", *(("--reflog",) if reflogs else ())))
+
+    def _walks_cleanly(self, walk: _Walk) -> tuple[bool, str]:
+        code, _, err = self._run(["rev-list", "--missing=print", *walk.args, "--stdin"],
+                                 input="".join(f"{s}\n" for s in walk.stdin).encode())  # fmt: skip
+        return code == 0, _first_line(err)
+
+    def _plan(self, walk: _Walk) -> tuple[_Walk, list[GitWarning]]:
+        """`walk` itself when git can walk its commits; else the same walk minus the tips whose
+        history is broken (a ref naming a missing object, a missing commit), each warned about."""
+        ok, why = self._walks_cleanly(walk)
+        if ok:
+            return walk, []
+        warnings = [GitWarning("<refs>", f"history walk failed ({why}); retrying ref by ref")]
+        negatives = [s for s in walk.stdin if s.startswith("^")]
+        tips = [(s, s) for s in walk.stdin if not s.startswith("^")]
+        if "--all" in walk.args:
+            tips += self._refs()
+            if "--reflog" in walk.args:
+                warnings.append(GitWarning("<reflogs>", "reflog entries skipped after the failure"))
+        good: list[str] = []
+        bad: dict[str, str] = {}
+        for name, oid in tips:
+            if oid in good:
+                continue
+            if oid not in bad:
+                ok, why = self._walks_cleanly(_Walk((), (oid, *negatives, *(f"^{g}" for g in good))))
+                if ok:
+                    good.append(oid)
+                    continue
+                bad[oid] = why
+            warnings.append(GitWarning(name, f"history unreadable, skipped: {bad[oid]}", oid))
+        return _Walk((), (*good, *negatives)), warnings
+
+    def _refs(self) -> list[tuple[str, str]]:
+        """(name, oid) of every ref and of HEAD, without looking at the objects they name."""
+        code, out, err = self._run(["for-each-ref", "--format=%(objectname) %(refname)"])
+        if code != 0:
+            raise GitSourceError(f"cannot list refs: {_first_line(err)}")
+        refs = []
+        for line in out.decode("utf-8", "surrogateescape").splitlines():
+            oid, _, name = line.partition(" ")
+            refs.append((name, oid))
+        code, out, _ = self._run(["rev-parse", "--verify", "--quiet", "HEAD"])
+        if code == 0:
+            refs.append(("HEAD", out.decode().strip()))
+        return refs
+
+    # -- blobs --
+
+    def blobs(self, *, all_objects: bool = False, rev_range: str | None = None,
+              since: str | None = None, reflogs: bool = False,
+              _procs: _Procs | None = None) -> Iterator[GitBlob | GitWarning]:  # fmt: skip
+        """Every unique blob reachable from all refs, once each, with the first path it was seen
+        at and its size; streamed, in `git rev-list` order.
+
+        all_objects: also dangling blobs (every blob in the object store), path UNREACHABLE_PATH.
+        rev_range: "A..B" → only blobs reachable from B and not from A ("B" alone: from B).
+        since: only blobs reachable from some ref and not from this revision.
+        reflogs: also walk reflog entries (older stash entries, amended-away commits).
+        """
+        procs = _procs.child() if _procs else _Procs()
+        walk, warnings = self._plan(self._walk(rev_range, since, reflogs))
+        yield from warnings
+        seen: set[bytes] | None = set() if all_objects else None
+        try:
+            yield from self._reachable(walk, procs, seen)
+            if all_objects and rev_range is None and since is None:
+                yield from self._dangling(procs, seen)
+        finally:
+            procs.kill()
+
+    def _reachable(self, walk: _Walk, procs: _Procs,
+                   seen: set[bytes] | None) -> Iterator[GitBlob | GitWarning]:  # fmt: skip
+        rev_list, rl_err = self._popen(["rev-list", "--objects", "--missing=print",
+                                        "--filter=object:type=blob", *walk.args, "--stdin"],
+                                       procs, stdin=subprocess.PIPE)  # fmt: skip
+        check, ck_err = self._popen(["cat-file", f"--batch-check={_FORMAT}", "--buffer"], procs,
+                                    stdin=rev_list.stdout)  # fmt: skip
+        rev_list.stdout.close()  # cat-file holds the read end now
+        rev_list.stdin.write("".join(f"{s}\n" for s in walk.stdin).encode())
+        rev_list.stdin.close()
+        for line in check.stdout:
+            line = line.rstrip(b"\n")
+            head, _, rest = line.partition(b" ")
+            if rest == b"missing" or rest.startswith(b"missing "):
+                oid = head.lstrip(b"?").decode()
+                yield GitWarning(oid, MISSING, oid)
+                continue
+            if head.startswith(b"?"):  # `rev-list --missing=print` marks, present after all?
+                continue
+            typ, _, rest = rest.partition(b" ")
+            if typ != b"blob":
+                continue
+            size, _, path = rest.partition(b" ")
+            if seen is not None:
+                seen.add(bytes.fromhex(head.decode()))
+            yield GitBlob(head.decode(), _text(path), int(size))
+        code = rev_list.wait()
+        check.wait()
+        if code != 0:
+            yield GitWarning("<history>", f"history walk stopped early: {self._stderr(rl_err)}")
+        if check.returncode not in (0, -9):
+            yield GitWarning("<history>", f"object listing failed: {self._stderr(ck_err)}")
+
+    def _dangling(self, procs: _Procs, seen: set[bytes]) -> Iterator[GitBlob | GitWarning]:
+        proc, err = self._popen(["cat-file", "--batch-all-objects", "--buffer",
+                                 "--batch-check=%(objectname) %(objecttype) %(objectsize)"],
+                                procs)  # fmt: skip
+        for line in proc.stdout:
+            parts = line.split()
+            if len(parts) != 3 or parts[1] != b"blob":
+                continue
+            oid = parts[0].decode()
+            if bytes.fromhex(oid) in seen:
+                continue
+            yield GitBlob(oid, UNREACHABLE_PATH, int(parts[2]), reachable=False)
+        if proc.wait() != 0:
+            yield GitWarning("<objects>", f"listing all objects failed: {self._stderr(err)}")
+
+    def read_blobs(self, items: Iterable[GitBlob | GitWarning], *,
+                   _procs: _Procs | None = None,
+                   ) -> Iterator[tuple[GitBlob, BlobReader] | GitWarning]:  # fmt: skip
+        """Each blob of `items` with a reader over its content, in order; warnings pass through,
+        and a blob git cannot produce (missing, corrupt) becomes a warning instead.
+
+        One `git cat-file --batch` serves the whole pass (a new one only after a corrupt object
+        kills it). Read as much of each blob as wanted before asking for the next item; the
+        rest is skipped. Stopping early (closing the iterator) ends every process of the pass.
+        """
+        procs = _procs or _Procs()
+        source = iter(items)
+        carry: list = []
+        try:
+            while True:
+                carry = yield from self._batch_pass(itertools.chain(carry, source), procs)
+                if not carry:
+                    return
+        finally:
+            procs.kill()
+
+    def _batch_pass(self, feed: Iterator, procs: _Procs):
+        """One cat-file process; returns the items it took but could not answer (it died)."""
+        proc, err = self._popen(["cat-file", "--batch", "--buffer"], procs, stdin=subprocess.PIPE)
+        answers: queue.SimpleQueue = queue.SimpleQueue()
+        stop = threading.Event()
+        writer = threading.Thread(target=_feed, args=(proc.stdin, feed, answers, stop),
+                                  name="git-cat-file-feed", daemon=True)  # fmt: skip
+        writer.start()
+        out = proc.stdout
+        leftover: list = []
+        finished = False
+        try:
+            while True:
+                item = answers.get()
+                if item is _END:
+                    finished = True
+                    break
+                if isinstance(item, _Failure):
+                    raise item.exc
+                if not isinstance(item, _ANSWERED):
+                    yield item
+                    continue
+                header = out.readline()
+                if not header:
+                    yield GitWarning(item.path, f"unreadable object: {self._stderr(err)}", item.oid)
+                    leftover = _drain(answers, stop, proc)
+                    finished = True
+                    break
+                parts = header.split()
+                if len(parts) == 2 and parts[1] in (b"missing", b"ambiguous"):
+                    yield GitWarning(item.path, f"{parts[1].decode()} object", item.oid)
+                    continue
+                reader = BlobReader(out, int(parts[2]))
+                expected = b"blob" if isinstance(item, GitBlob) else item.path.encode()
+                if parts[1] == expected:
+                    yield item, reader
+                else:
+                    yield GitWarning(item.path, f"not a {expected.decode()} but a {_text(parts[1])}",
+                                     item.oid)  # fmt: skip
+                if not reader._finish():
+                    yield GitWarning(item.path, f"corrupt object, content cut short: "
+                                     f"{self._stderr(err)}", item.oid)  # fmt: skip
+                    leftover = _drain(answers, stop, proc)
+                    finished = True
+                    break
+        finally:
+            stop.set()
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if not finished:  # abandoned: end the source's processes too, so the writer returns
+                procs.kill()
+            writer.join()
+            out.close()
+            err.close()
+        return leftover
+
+    def blob_contents(self, *, all_objects: bool = False, rev_range: str | None = None,
+                      since: str | None = None, reflogs: bool = False,
+                      ) -> Iterator[tuple[GitBlob, BlobReader] | GitWarning]:  # fmt: skip
+        """What `read_blobs(blobs(...))` gives — every blob once with a reader over its
+        content, streamed — but faster: `git rev-list` feeds `git cat-file --batch` directly,
+        with no Python between them. After a corrupt object kills cat-file, the walk is redone
+        and read through `read_blobs` from the object after the last one handled."""
+        procs = _Procs()
+        walk, warnings = self._plan(self._walk(rev_range, since, reflogs))
+        yield from warnings
+        seen: set[bytes] | None = set() if all_objects else None
+        try:
+            last = yield from self._direct(walk, procs.child(), seen)
+            if last is not _DONE:
+                rest = _after(self._reachable(walk, procs.child(), seen), last)
+                yield from self.read_blobs(rest, _procs=procs)
+            if all_objects and rev_range is None and since is None:
+                yield from self.read_blobs(self._dangling(procs.child(), seen), _procs=procs)
+        finally:
+            procs.kill()
+
+    def _direct(self, walk: _Walk, procs: _Procs, seen: set[bytes] | None):
+        """rev-list | cat-file --batch; returns _DONE, or the id of the last blob (or missing
+        object) handled before cat-file died (None: before the first)."""
+        rev_list, rl_err = self._popen(["rev-list", "--objects", "--missing=print",
+                                        "--filter=object:type=blob", *walk.args, "--stdin"],
+                                       procs, stdin=subprocess.PIPE)  # fmt: skip
+        cat, cat_err = self._popen(["cat-file", f"--batch={_FORMAT}", "--buffer"], procs,
+                                   stdin=rev_list.stdout)  # fmt: skip
+        rev_list.stdout.close()
+        rev_list.stdin.write("".join(f"{s}\n" for s in walk.stdin).encode())
+        rev_list.stdin.close()
+        out = cat.stdout
+        last: str | None = None
+        try:
+            while header := out.readline():
+                head, _, rest = header.rstrip(b"\n").partition(b" ")
+                if rest == b"missing":
+                    last = head.lstrip(b"?").decode()
+                    yield GitWarning(last, MISSING, last)
+                    continue
+                typ, _, rest = rest.partition(b" ")
+                size, _, path = rest.partition(b" ")
+                reader = BlobReader(out, int(size))
+                if typ == b"blob":
+                    blob = GitBlob(head.decode(), _text(path), int(size))
+                    if seen is not None:
+                        seen.add(bytes.fromhex(blob.oid))
+                    yield blob, reader
+                if not reader._finish():
+                    if typ == b"blob":
+                        yield GitWarning(blob.path, f"corrupt object, content cut short: "
+                                         f"{self._stderr(cat_err)}", blob.oid)  # fmt: skip
+                        last = blob.oid
+                    return last
+                if typ == b"blob":
+                    last = blob.oid
+            if cat.wait() != 0:
+                return last
+            if rev_list.wait() != 0:
+                yield GitWarning("<history>", f"history walk stopped early: {self._stderr(rl_err)}")
+            return _DONE
+        finally:
+            procs.kill()
+            out.close()
+            rl_err.close()
+            cat_err.close()
+
+    # -- messages --
+
+    def messages(self, *, rev_range: str | None = None, since: str | None = None,
+                 reflogs: bool = False) -> Iterator[GitMessage | GitWarning]:  # fmt: skip
+        """The message of every commit reachable from all refs (or in the range), then of every
+        annotated tag; streamed."""
+        procs = _Procs()
+        walk, warnings = self._plan(self._walk(rev_range, since, reflogs))
+        yield from warnings
+        try:
+            items = itertools.chain(self._commit_ids(walk, procs),
+                                    self._tag_ids() if rev_range is None and since is None else ())
+            for item in self.read_blobs(items, _procs=procs):
+                if isinstance(item, GitWarning):
+                    yield item
+                    continue
+                obj, read = item
+                yield _parse_message(obj.oid, obj.path, read(-1))
+        finally:
+            procs.kill()
+
+    def _commit_ids(self, walk: _Walk, procs: _Procs) -> Iterator[_Obj]:
+        proc, err = self._popen(["rev-list", *walk.args, "--stdin"], procs, stdin=subprocess.PIPE)
+        proc.stdin.write("".join(f"{s}\n" for s in walk.stdin).encode())
+        proc.stdin.close()
+        for line in proc.stdout:
+            yield _Obj(line.strip().decode(), "commit")
+        if proc.wait() not in (0, -9):
+            raise GitSourceError(f"listing commits failed: {self._stderr(err)}")
+
+    def _tag_ids(self) -> Iterator[_Obj]:
+        code, out, _ = self._run(["for-each-ref", "--format=%(objectname) %(objecttype)", "refs/tags"])
+        seen = set()
+        for line in out.decode().splitlines() if code == 0 else ():
+            oid, _, typ = line.partition(" ")
+            if typ == "tag" and oid not in seen:
+                seen.add(oid)
+                yield _Obj(oid, "tag")
+
+    # -- attribution and HEAD --
+
+    def attribute(self, pairs: Iterable[tuple[str, str]], *,
+                  reflogs: bool = False) -> dict[tuple[str, str], Attribution]:  # fmt: skip
+        """For each (blob oid, path): the oldest commit (by commit date) reachable from any ref
+        whose change put that blob at that path. Pairs nobody introduced are left out.
+
+        One `git log --all --raw --find-object=…` walk per 1,000 blob ids; blobs that only a
+        merge introduced (an "evil merge") are found by a second walk that diffs merges.
+        """
+        wanted: dict[str, set[str]] = {}
+        for oid, path in pairs:
+            wanted.setdefault(oid, set()).add(path)
+        found: dict[tuple[str, str], tuple[int, Attribution]] = {}
+        for merges in (False, True):
+            todo = sorted(oid for oid, paths in wanted.items()
+                          if any((oid, p) not in found for p in paths))  # fmt: skip
+            for i in range(0, len(todo), 1000):
+                self._log_objects(todo[i : i + 1000], wanted, found, merges, reflogs)
+        return {key: att for key, (_, att) in found.items()}
+
+    def attribution(self, oid: str, path: str) -> Attribution | None:
+        """`attribute` for one pair."""
+        return self.attribute([(oid, path)]).get((oid, path))
+
+    def _log_objects(self, oids: list[str], wanted: dict[str, set[str]],
+                     found: dict[tuple[str, str], tuple[int, Attribution]], merges: bool,
+                     reflogs: bool) -> None:  # fmt: skip
+        args = ["log", "--all", *(("--reflog",) if reflogs else ()), "-z", "--raw", "--no-abbrev",
+                "--no-renames", "--no-ext-diff", "--no-textconv", "--no-color", "--root",
+                "--no-show-signature", "--encoding=UTF-8", "--full-history",
+                "--diff-merges=separate" if merges else "--diff-merges=off",
+                "--format=%x01%H%x00%ct%x00%an%x00%aI", *(f"--find-object={o}" for o in oids)]  # fmt: skip
+        code, out, err = self._run(args)
+        if code != 0 and not out:
+            raise GitSourceError(f"attribution walk failed: {_first_line(err)}")
+        tokens = iter(out.split(b"\0"))
+        commit = None
+        for tok in tokens:
+            stripped = tok.lstrip(b"\n")
+            if stripped.startswith(b"\x01"):
+                sha = stripped[1:].decode()
+                ct = int(next(tokens, b"0") or 0)
+                author = _text(next(tokens, b""))
+                date = next(tokens, b"").decode()
+                commit = (sha, ct, author, date)
+            elif stripped.startswith(b":") and commit is not None:
+                meta = stripped[1:].split()
+                path = _text(next(tokens, b""))
+                if len(meta) < 5 or meta[4][:1] == b"D":
+                    continue
+                new = meta[3].decode()
+                if path not in wanted.get(new, ()):
+                    continue
+                sha, ct, author, date = commit
+                key = (new, path)
+                old = found.get(key)
+                if old is None or ct <= old[0]:  # log lists newer first: ties go to the older
+                    found[key] = (ct, Attribution(new, path, sha, author, date))
+
+    def head_tree(self, rev: str = "HEAD") -> dict[str, str]:
+        """path → blob oid of every file in `rev`'s tree (HEAD: the checked-out or default
+        branch tip); empty when there is no such commit (an empty repository)."""
+        if rev == "HEAD" and self._head is not None:
+            return self._head
+        tree: dict[str, str] = {}
+        code, out, _ = (1, b"", b"") if rev.startswith("-") else self._run(
+            ["ls-tree", "-r", "-z", "--full-tree", "--end-of-options", f"{rev}^{{tree}}"])  # fmt: skip
+        if code == 0:
+            for entry in out.split(b"\0"):
+                meta, _, path = entry.partition(b"\t")
+                parts = meta.split()
+                if len(parts) == 3 and parts[1] == b"blob":
+                    tree[_text(path)] = parts[2].decode()
+        if rev == "HEAD":
+            self._head = tree
+        return tree
+
+    def head_blobs(self, rev: str = "HEAD") -> frozenset[str]:
+        """The set of blob oids in HEAD's tree: is a secret's blob still present at the tip?"""
+        return frozenset(self.head_tree(rev).values())
+
+    def in_head(self, path: str, oid: str) -> bool:
+        """Whether HEAD's tree still has blob `oid` at `path`."""
+        return self.head_tree().get(path) == oid
+
+
+# --- helpers for the batch reader ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Obj:
+    """A commit or tag to read through the batch reader (duck-types GitBlob's oid/path)."""
+
+    oid: str
+    path: str  # the kind, "commit" | "tag"
+
+
+_END = object()
+_DONE = object()
+
+
+def _after(items: Iterator, last: str | None) -> Iterator:
+    """`items` from just after the one whose oid is `last` (all of them when `last` is None)."""
+    if last is not None:
+        for item in items:
+            if getattr(item, "oid", None) == last:  # a blob, or the warning for a missing one
+                break
+    yield from items
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    exc: BaseException
+
+
+def _feed(stdin: IO[bytes], feed: Iterator, answers: queue.SimpleQueue, stop: threading.Event) -> None:
+    """Writer thread: every item goes to `answers` (in order) before its id goes to git, so the
+    reader always knows which answer comes next and which items git never answered."""
+    try:
+        for item in feed:
+            answers.put(item)
+            if stop.is_set():
+                break
+            oid = getattr(item, "oid", None)
+            if isinstance(item, (GitBlob, _Obj)) and oid:
+                stdin.write(oid.encode() + b"\n")
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # git is gone; the reader notices and recovers
+    except BaseException as exc:  # the source failed: hand the error to the reader
+        answers.put(_Failure(exc))
+    finally:
+        try:
+            stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        answers.put(_END)
+
+
+def _drain(answers: queue.SimpleQueue, stop: threading.Event, proc: subprocess.Popen) -> list:
+    """After git died: stop the writer and collect the items it handed over but git never
+    answered, so a fresh process can take them."""
+    stop.set()
+    if proc.poll() is None:
+        proc.kill()
+    left = []
+    while True:
+        item = answers.get()
+        if item is _END:
+            return left
+        if isinstance(item, _Failure):
+            raise item.exc
+        left.append(item)
+
+
+# GitBlob is the main item type; commit/tag ids ride the same reader.
+_ANSWERED = (GitBlob, _Obj)
+
+
+def _parse_message(oid: str, kind: str, raw: bytes) -> GitMessage:
+    header, _, message = raw.partition(b"\n\n")
+    who = b"author " if kind == "commit" else b"tagger "
+    author = date = ""
+    for line in header.split(b"\n"):
+        if line.startswith(who):
+            author, date = _person(line[len(who) :])
+            break
+    return GitMessage(oid, kind, message, author, date)
+
+
+_PERSON = re.compile(rb"(.*?) <[^>]*> (\d+) ([+-])(\d\d)(\d\d)\s*\Z")
+
+
+def _person(value: bytes) -> tuple[str, str]:
+    m = _PERSON.match(value)
+    if not m:
+        return _text(value), ""
+    name, ts, sign, hh, mm = m.groups()
+    offset = timedelta(hours=int(hh), minutes=int(mm)) * (-1 if sign == b"-" else 1)
+    try:
+        when = datetime.fromtimestamp(int(ts), timezone(offset))
+    except (OverflowError, ValueError, OSError):
+        return _text(name), ""
+    return _text(name), when.isoformat()
+
+
+__all__ = [
+    "Attribution",
+    "BlobReader",
+    "GitBlob",
+    "GitMessage",
+    "GitRepo",
+    "GitSourceError",
+    "GitWarning",
+    "UNREACHABLE_PATH",
+    "open_repo",
+]
