@@ -101,9 +101,20 @@ def check_jwt(secret: bytes) -> bool:
         return False
     if payload.get("role") == "anon":
         return False
-    if str(payload.get("sub")) in _DOC_JWT_SUBJECTS and payload.get("name") == "John Doe":
+    if str(payload.get("sub")) in _DOC_JWT_SUBJECTS or payload.get("name") == "John Doe":
         return False
     return True
+
+
+_JWT_REGISTERED_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti")
+
+
+def check_jwt_claims(secret: bytes) -> bool:
+    """The payload carries a registered claim (iss, sub, exp …): issued tokens do, while
+    tutorial tokens such as {"some": "payload"} do not."""
+    parts = secret.split(b".")
+    payload = _json_object(b64url_decode(parts[1])) if len(parts) == 3 else None
+    return payload is not None and any(c in payload for c in _JWT_REGISTERED_CLAIMS)
 
 
 def check_jwt_service_role(secret: bytes) -> bool:
@@ -111,6 +122,19 @@ def check_jwt_service_role(secret: bytes) -> bool:
     parts = secret.split(b".")
     payload = _json_object(b64url_decode(parts[1])) if len(parts) == 3 else None
     return payload is not None and payload.get("role") == "service_role"
+
+
+_SAS_EXPIRY = regex.compile(rb"(?:^|&)se=([0-9]{4})-([0-9]{2})-([0-9]{2})")
+
+
+def check_azure_sas(secret: bytes) -> bool:
+    """An Azure SAS query string: carries a signed version (sv=) and its expiry (se=), when
+    given, is not in the past — recorded test fixtures and old doc links are dead tokens."""
+    text = secret.replace(b"&amp;", b"&")
+    if not regex.search(rb"(?:^|&)sv=", text):
+        return False
+    m = _SAS_EXPIRY.search(text)
+    return m is None or tuple(int(g) for g in m.groups()) >= tuple(time.gmtime()[:3])
 
 
 _PEM_BODY = regex.compile(rb"-----BEGIN[ A-Z0-9]*-----(.*?)-----END", regex.S)
@@ -155,6 +179,8 @@ CHECKS: dict[str, Callable[[bytes], bool]] = {
     "crc32-base62": check_crc32_base62,
     "gitlab-crc32": check_gitlab_routable,
     "jwt": check_jwt,
+    "azure-sas": check_azure_sas,
+    "jwt-claims": check_jwt_claims,
     "jwt-service-role": check_jwt_service_role,
     "pem": check_pem,
     "putty": check_putty,
@@ -225,7 +251,21 @@ def looks_like_identifier(secret: bytes) -> bool:
     return len(pieces) >= 2 and all(_WORDISH.fullmatch(p) for p in pieces)
 
 
+def filter_identifier(secret: bytes) -> bool:
+    """For prefix-less keys known to be random mixed-case base62 (Mistral, Cohere, Roboflow…),
+    found next to a context keyword: True = reads as a word, identifier, digest or UUID. Unlike
+    `generic`, an all-letter value is kept (short random keys lack digits often enough)."""
+    if filter_placeholder(secret) or _UUID.match(secret):
+        return True
+    if secret.lower() == secret or secret.upper() == secret:
+        return True  # hex digests, lower-case names, constants: random base62 mixes case
+    # Random mixed-case letters also split into CamelCase "words", but into short ones.
+    pieces = [p for p in _PIECE_SPLIT.split(secret) if p]
+    return looks_like_identifier(secret) and len(secret) >= 3.5 * len(pieces)
+
+
 FILTERS: dict[str, Callable[[bytes], bool]] = {
     "placeholder": filter_placeholder,
     "generic": filter_generic,
+    "identifier": filter_identifier,
 }

@@ -7,6 +7,7 @@ stderr, never a traceback).
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -18,7 +19,11 @@ from . import __version__
 from .detectors import DetectorError, RuleSet, load_rules
 from .findings import Suppressions, SuppressionError, read_baseline, read_ignore_file
 from .report import render
+from .history import HistoryOptions, scan_repository
 from .scan import ScanResult, Scanner, scan_tree
+from .sources.git import GitSourceError, open_repo
+from .store import Store, StoreError
+from .store import default_path as default_store_path
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 IGNORE_FILE = ".leakscanignore"
@@ -76,7 +81,10 @@ def _summary(result: ScanResult) -> str:
     if result.skipped:
         extra.append(f"{len(result.skipped)} skipped")
     tail = f" ({', '.join(extra)})" if extra else ""
-    return f"{head}{tail} — scanned {result.stats.files} files, {mb:.1f} MB in {result.stats.seconds:.2f} s"
+    what = f"{result.stats.files} files"
+    if result.stats.objects:
+        what = f"{result.stats.objects} git objects and {what}"
+    return f"{head}{tail} — scanned {what}, {mb:.1f} MB in {result.stats.seconds:.2f} s"
 
 
 def _emit(result: ScanResult, ruleset: RuleSet, fmt: Format | None, output: Path | None, redact: bool) -> int:
@@ -111,8 +119,14 @@ def scan(
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores).")] = None,
     engine: Annotated[Engine, typer.Option("--engine", help="Matcher engine.")] = Engine.auto,
     include_deps: Annotated[bool, typer.Option("--include-deps", help="Also scan virtualenvs and node_modules inside PATH.")] = False,
+    no_history: Annotated[bool, typer.Option("--no-history", help="In a git repository, scan the work tree's files only.")] = False,
+    all_objects: Annotated[bool, typer.Option("--all-objects", help="Also scan unreachable objects (force-pushed-away commits, dangling blobs).")] = False,
+    since: Annotated[Optional[str], typer.Option("--since", metavar="REV", help="Only history reachable from some ref and not from REV.")] = None,
+    rev_range: Annotated[Optional[str], typer.Option("--range", metavar="A..B", help="Only the history that A..B adds.")] = None,
+    db: Annotated[Optional[Path], typer.Option("--db", help="The SQLite store (scan cache); default in the user cache dir.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor update the scan cache.")] = False,
 ) -> None:
-    """Scan a directory or file for leaked credentials."""
+    """Scan a directory, a file or a git repository (all of its history) for leaked credentials."""
     if not path.exists():
         raise UserError(f"no such file or directory: {path}")
     ruleset = _load(rules, only)
@@ -131,8 +145,52 @@ def scan(
         scanner = Scanner(ruleset, engine.value)
     except RuntimeError as exc:
         raise UserError(str(exc)) from None
-    result = scan_tree(path, scanner, jobs=jobs, suppressions=suppressions, include_deps=include_deps)
+    repo = None if no_history or path.is_file() else _open_repo(path)
+    if repo is None:
+        if since or rev_range or all_objects:
+            raise UserError(f"--since, --range and --all-objects need a git repository: {path}")
+        result = scan_tree(path, scanner, jobs=jobs, suppressions=suppressions, include_deps=include_deps)
+    else:
+        if since and rev_range:
+            raise UserError("give either --since or --range, not both")
+        options = HistoryOptions(all_objects=all_objects, since=since, rev_range=rev_range)
+        try:
+            with _store(db, no_cache) as store:
+                result = scan_repository(repo, scanner, store=store, options=options,
+                                         suppressions=suppressions, include_deps=include_deps)  # fmt: skip
+        except GitSourceError as exc:
+            raise UserError(str(exc)) from None
+        for skip in result.skipped:
+            if skip.reason.startswith(("missing", "history", "corrupt")):
+                print(f"leakscan: warning: {skip.path}: {skip.reason}", file=sys.stderr)
     raise typer.Exit(_emit(result, ruleset, fmt, output, redact))
+
+
+def _open_repo(path: Path):
+    """A git repository at PATH (its top or a bare one), else None: then PATH is just files."""
+    if not ((path / ".git").exists() or ((path / "HEAD").is_file() and (path / "objects").is_dir())):
+        return None
+    try:
+        return open_repo(path)
+    except GitSourceError as exc:
+        if str(exc).startswith("not a git repository"):
+            return None  # a stray or broken .git folder: scan the files, .git excluded
+        raise UserError(str(exc)) from None
+
+
+@contextmanager
+def _store(db: Path | None, no_cache: bool):
+    if no_cache:
+        yield None
+        return
+    try:
+        store = Store(db or default_store_path())
+    except StoreError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 @detectors_app.command("list")

@@ -8,7 +8,7 @@ whole expanded text is the secret.
 Fields: {alpha:N} {lower:N} {upper:N} {digits:N} {hex:N} {HEX:N} {b36:N} {b62:N} {b64:N}
 {b64url:N} {base32:N} {uuid} {crc-token:PREFIX:N} (PREFIX_ + N base62 + CRC-32 checksum, as
 GitHub and npm do) {gitlab-routable:PREFIX} {jwt} {jwt:ROLE} {pem:TYPE} {pem-escaped:TYPE} {openssh}
-{neptune}. `{{` and `}}` stand for literal braces.
+{neptune} {gcp-sa-b64[:pretty|compact]}. `{{` and `}}` stand for literal braces.
 """
 
 from __future__ import annotations
@@ -111,6 +111,17 @@ def _field(rng: random.Random, name: str, arg: str | None) -> str:
         doc = {"api_address": "https://app.neptune.ai", "api_url": "https://app.neptune.ai",
                "api_key": str(uuid.UUID(int=rng.getrandbits(128), version=4))}  # fmt: skip
         return base64.b64encode(json.dumps(doc).encode()).decode()
+    if name == "gcp-sa-b64":  # base64 of a service-account JSON key; arg: pretty | compact
+        doc = {"type": "service_account", "project_id": "demo-project-4821",
+               "private_key_id": _random_text(rng, ALPHABETS["hex"], 40),
+               "private_key": pem(rng, "") + "\n",
+               "client_email": "trainer@demo-project-4821.iam.gserviceaccount.com",
+               "client_id": _random_text(rng, ALPHABETS["digits"], 21)}  # fmt: skip
+        if arg == "compact":
+            text = json.dumps(doc, separators=(",", ":"))
+        else:
+            text = json.dumps(doc, indent=2 if arg == "pretty" else None)
+        return base64.b64encode(text.encode()).decode()
     raise TemplateError(f"unknown template field {{{name}}}")
 
 

@@ -16,6 +16,8 @@ from .matcher import Matcher, bytes_reader
 from .model import Finding, Origin, Skip
 from .sources.files import FileEntry, walk
 
+# Part of the scan-cache key: bump when what a scan of the same bytes yields changes.
+SCANNER_FORMAT = 1
 PARALLEL_MIN_BYTES = 16 << 20  # below this, starting processes costs more than it saves
 BATCH_BYTES = 8 << 20
 
@@ -23,6 +25,7 @@ BATCH_BYTES = 8 << 20
 @dataclass
 class ScanStats:
     files: int = 0
+    objects: int = 0  # git blobs read from history
     bytes: int = 0
     seconds: float = 0.0
 
@@ -42,6 +45,7 @@ class Scanner:
         self.ruleset = ruleset
         self.matcher = Matcher(ruleset, engine)
         self._rules = ruleset.by_id
+        self.cache_key = f"{ruleset.digest}.{SCANNER_FORMAT}"
 
     def scan_stream(self, read: Callable[[int], bytes], origin: Origin) -> list[Finding]:
         rules = self._rules

@@ -25,7 +25,7 @@ import re
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -321,11 +321,14 @@ class GitRepo:
             raise GitSourceError(f"unknown revision: {rev}")
         return out.decode().strip()
 
-    def _walk(self, rev_range: str | None, since: str | None, reflogs: bool) -> _Walk:
+    def _walk(self, rev_range: str | None, since: str | Sequence[str] | None, reflogs: bool) -> _Walk:
         if rev_range and since:
             raise GitSourceError("give either rev_range or since, not both")
-        if since:  # everything reachable from any ref but not from `since`
+        if isinstance(since, str):  # everything reachable from any ref but not from `since`
             return _Walk(("--all", *(("--reflog",) if reflogs else ())), (f"^{self.resolve(since)}",))
+        if since is not None:  # … nor from any of these objects (a previous scan's ref tips)
+            negatives = tuple(f"^{oid}" for oid in self.existing(since))
+            return _Walk(("--all", *(("--reflog",) if reflogs else ())), negatives)
         if rev_range:
             if "..." in rev_range:
                 raise GitSourceError(f"symmetric ranges are not supported: {rev_range}")
@@ -369,6 +372,20 @@ class GitRepo:
             warnings.append(GitWarning(name, f"history unreadable, skipped: {bad[oid]}", oid))
         return _Walk((), (*good, *negatives)), warnings
 
+    def ref_tips(self) -> list[str]:
+        """The object ids of every ref and HEAD: what a scan of all refs has covered."""
+        return sorted({oid for _, oid in self._refs()})
+
+    def existing(self, oids: Sequence[str]) -> list[str]:
+        """Those of `oids` (hex object ids) that the object store still has."""
+        wanted = [o for o in oids if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", o)]
+        if not wanted:
+            return []
+        code, out, _ = self._run(["cat-file", "--batch-check=%(objectname)"],
+                                 input="".join(f"{o}\n" for o in wanted).encode())  # fmt: skip
+        present = {line.strip() for line in out.decode().splitlines() if not line.endswith("missing")}
+        return [o for o in wanted if o in present]
+
     def _refs(self) -> list[tuple[str, str]]:
         """(name, oid) of every ref and of HEAD, without looking at the objects they name."""
         code, out, err = self._run(["for-each-ref", "--format=%(objectname) %(refname)"])
@@ -386,7 +403,7 @@ class GitRepo:
     # -- blobs --
 
     def blobs(self, *, all_objects: bool = False, rev_range: str | None = None,
-              since: str | None = None, reflogs: bool = False,
+              since: str | Sequence[str] | None = None, reflogs: bool = False,
               _procs: _Procs | None = None) -> Iterator[GitBlob | GitWarning]:  # fmt: skip
         """Every unique blob reachable from all refs, once each, with the first path it was seen
         at and its size; streamed, in `git rev-list` order.
@@ -534,7 +551,7 @@ class GitRepo:
         return leftover
 
     def blob_contents(self, *, all_objects: bool = False, rev_range: str | None = None,
-                      since: str | None = None, reflogs: bool = False,
+                      since: str | Sequence[str] | None = None, reflogs: bool = False,
                       ) -> Iterator[tuple[GitBlob, BlobReader] | GitWarning]:  # fmt: skip
         """What `read_blobs(blobs(...))` gives — every blob once with a reader over its
         content, streamed — but faster: `git rev-list` feeds `git cat-file --batch` directly,
@@ -603,7 +620,7 @@ class GitRepo:
 
     # -- messages --
 
-    def messages(self, *, rev_range: str | None = None, since: str | None = None,
+    def messages(self, *, rev_range: str | None = None, since: str | Sequence[str] | None = None,
                  reflogs: bool = False) -> Iterator[GitMessage | GitWarning]:  # fmt: skip
         """The message of every commit reachable from all refs (or in the range), then of every
         annotated tag; streamed."""
@@ -611,8 +628,8 @@ class GitRepo:
         walk, warnings = self._plan(self._walk(rev_range, since, reflogs))
         yield from warnings
         try:
-            items = itertools.chain(self._commit_ids(walk, procs),
-                                    self._tag_ids() if rev_range is None and since is None else ())
+            all_tags = rev_range is None and not isinstance(since, str)  # tags are few: always all
+            items = itertools.chain(self._commit_ids(walk, procs), self._tag_ids() if all_tags else ())
             for item in self.read_blobs(items, _procs=procs):
                 if isinstance(item, GitWarning):
                     yield item
@@ -621,6 +638,30 @@ class GitRepo:
                 yield _parse_message(obj.oid, obj.path, read(-1))
         finally:
             procs.kill()
+
+    def messages_of(self, commits: Sequence[str]) -> Iterator[GitMessage | GitWarning]:
+        """The messages of these commits (or annotated tags), by id."""
+        procs = _Procs()
+        try:
+            for item in self.read_blobs([_Obj(oid, "commit") for oid in self.existing(commits)], _procs=procs):
+                if isinstance(item, GitWarning):
+                    yield item
+                    continue
+                obj, read = item
+                yield _parse_message(obj.oid, obj.path, read(-1))
+        finally:
+            procs.kill()
+
+    def unreachable_from_refs(self, oids: Sequence[str]) -> list[str]:
+        """Objects among (or behind) `oids` that no current ref reaches: empty when every one of
+        them is still part of the history (nothing was force-pushed away or deleted)."""
+        present = self.existing(oids)
+        if not present:
+            return []
+        code, out, err = self._run(["rev-list", "--objects", "--max-count=1", *present, "--not", "--all"])
+        if code != 0:
+            return present
+        return [line.split(" ", 1)[0] for line in out.decode().splitlines() if line]
 
     def _commit_ids(self, walk: _Walk, procs: _Procs) -> Iterator[_Obj]:
         proc, err = self._popen(["rev-list", *walk.args, "--stdin"], procs, stdin=subprocess.PIPE)

@@ -1,0 +1,142 @@
+"""The embedded SQLite store: what was scanned with which detector set, so rescans only do what
+is new. It never holds a raw secret: blobs are remembered by id with a count of findings, and a
+blob that had findings is simply read and scanned again when its findings must be reported.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from contextlib import closing
+from pathlib import Path
+
+import platformdirs
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- one row per (object id, detector set): how many findings its content gave
+CREATE TABLE IF NOT EXISTS object_scans (
+    oid BLOB NOT NULL,
+    detectors TEXT NOT NULL,
+    findings INTEGER NOT NULL,
+    PRIMARY KEY (oid, detectors)
+) WITHOUT ROWID;
+-- per repository and detector set: the ref tips the last complete scan covered
+CREATE TABLE IF NOT EXISTS repo_scans (
+    repo TEXT NOT NULL,
+    detectors TEXT NOT NULL,
+    tips TEXT NOT NULL,
+    scanned_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    PRIMARY KEY (repo, detectors)
+);
+-- per repository: the objects (blobs, commits) whose content had findings, to re-read on rescans
+CREATE TABLE IF NOT EXISTS finding_objects (
+    repo TEXT NOT NULL,
+    detectors TEXT NOT NULL,
+    oid TEXT NOT NULL,
+    path TEXT NOT NULL,
+    source TEXT NOT NULL,
+    PRIMARY KEY (repo, detectors, oid, source)
+);
+-- who introduced a blob at a path (history is append-only, so this stays true)
+CREATE TABLE IF NOT EXISTS attributions (
+    repo TEXT NOT NULL,
+    oid TEXT NOT NULL,
+    path TEXT NOT NULL,
+    commit_id TEXT NOT NULL,
+    author TEXT NOT NULL,
+    date TEXT NOT NULL,
+    PRIMARY KEY (repo, oid, path)
+);
+"""
+
+
+class StoreError(Exception):
+    pass
+
+
+def default_path() -> Path:
+    return Path(platformdirs.user_cache_dir("leakscan")) / "leakscan.sqlite3"
+
+
+class Store:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            version = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if version is None:
+                self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif int(version[0]) > SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: written by a newer leakscan (schema {version[0]})")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- object scan cache ---------------------------------------------------------------------
+
+    def scanned_objects(self, detectors: str) -> dict[str, int]:
+        """oid → findings count, for every object scanned with this detector set."""
+        with closing(self.db.execute("SELECT oid, findings FROM object_scans WHERE detectors=?", (detectors,))) as cur:
+            return {oid.hex(): n for oid, n in cur}
+
+    def record_objects(self, detectors: str, results: Iterable[tuple[str, int]]) -> None:
+        rows = [(bytes.fromhex(oid), detectors, n) for oid, n in results]
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR REPLACE INTO object_scans VALUES (?, ?, ?)", rows)
+
+    # -- repositories --------------------------------------------------------------------------
+
+    def repo_tips(self, repo: str, detectors: str) -> list[str] | None:
+        row = self.db.execute("SELECT tips FROM repo_scans WHERE repo=? AND detectors=?", (repo, detectors)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def record_repo_tips(self, repo: str, detectors: str, tips: list[str]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO repo_scans (repo, detectors, tips) VALUES (?, ?, ?)",
+                        (repo, detectors, json.dumps(sorted(set(tips)))))  # fmt: skip
+
+    def objects_with_findings(self, repo: str, detectors: str, source: str) -> list[tuple[str, str]]:
+        rows = self.db.execute("SELECT oid, path FROM finding_objects WHERE repo=? AND detectors=? AND source=? ORDER BY oid",
+                               (repo, detectors, source)).fetchall()  # fmt: skip
+        return [tuple(r) for r in rows]
+
+    def record_findings_objects(self, repo: str, detectors: str, rows: Iterable[tuple[str, str, str]], *,
+                                replace: bool) -> None:  # fmt: skip
+        """Remember which objects had findings; `replace` forgets the earlier list first (a full
+        scan knows the whole truth, an incremental one only adds to it)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            if replace:
+                self.db.execute("DELETE FROM finding_objects WHERE repo=? AND detectors=?", (repo, detectors))
+            self.db.executemany("INSERT OR REPLACE INTO finding_objects VALUES (?, ?, ?, ?, ?)",
+                                [(repo, detectors, oid, path, source) for oid, path, source in rows])  # fmt: skip
+
+    def attributions(self, repo: str, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, str, str]]:
+        out = {}
+        for oid, path in pairs:
+            row = self.db.execute("SELECT commit_id, author, date FROM attributions WHERE repo=? AND oid=? AND path=?",
+                                  (repo, oid, path)).fetchone()  # fmt: skip
+            if row:
+                out[(oid, path)] = tuple(row)
+        return out
+
+    def record_attributions(self, repo: str, rows: Iterable[tuple[str, str, str, str, str]]) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR REPLACE INTO attributions VALUES (?, ?, ?, ?, ?, ?)",
+                                [(repo, *r) for r in rows])  # fmt: skip
