@@ -112,6 +112,8 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
                     f.extra.update(author=msg.author, date=msg.date)
                 message_findings.extend(got)
 
+    message_findings = _earliest_per_secret(message_findings)
+
     # 3. attribution and what the tip still holds, only for blobs with findings
     _attribute(repo, repo_id, store, blob_findings)
     head = repo.head_blobs()
@@ -150,6 +152,17 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
     finish(result, found + message_findings + files, suppressions)
     result.stats.seconds = time.monotonic() - started
     return result
+
+
+def _earliest_per_secret(findings: list[Finding]) -> list[Finding]:
+    """A secret quoted in many commit messages (stash and merge commits repeat subjects) is one
+    leak: keep the oldest message."""
+    best: dict[tuple[str, str], Finding] = {}
+    for f in findings:
+        key = (f.detector, f.secret_sha256)
+        if key not in best or (f.extra.get("date") or "") < (best[key].extra.get("date") or ""):
+            best[key] = f
+    return list(best.values())
 
 
 def _all_reachable(repo: GitRepo, tips: list[str]) -> bool:
