@@ -251,6 +251,14 @@ def looks_like_identifier(secret: bytes) -> bool:
     return len(pieces) >= 2 and all(_WORDISH.fullmatch(p) for p in pieces)
 
 
+# Identifier pieces: CamelCase humps, acronyms before a hump (APIChat), digit runs (Seq2Seq).
+_ID_SPLIT = regex.compile(
+    rb"[_.\-/:]+|(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[A-Za-z])(?=[0-9])|(?<=[0-9])(?=[A-Za-z])",
+    regex.V1,
+)
+_ID_PIECE = regex.compile(rb"[A-Z]?[a-z]*[aeiouy][a-z]*|[A-Z]{1,5}|[0-9]{1,4}")  # word, acronym, number
+
+
 def filter_identifier(secret: bytes) -> bool:
     """For prefix-less keys known to be random mixed-case base62 (Mistral, Cohere, Roboflow…),
     found next to a context keyword: True = reads as a word, identifier, digest or UUID. Unlike
@@ -259,9 +267,11 @@ def filter_identifier(secret: bytes) -> bool:
         return True
     if secret.lower() == secret or secret.upper() == secret:
         return True  # hex digests, lower-case names, constants: random base62 mixes case
-    # Random mixed-case letters also split into CamelCase "words", but into short ones.
-    pieces = [p for p in _PIECE_SPLIT.split(secret) if p]
-    return looks_like_identifier(secret) and len(secret) >= 3.5 * len(pieces)
+    # Random mixed-case text also splits into humps, but short ones and without vowels.
+    pieces = [p for p in _ID_SPLIT.split(secret) if p]
+    words = [p for p in pieces if not p.isdigit()]
+    return (len(pieces) >= 2 and all(_ID_PIECE.fullmatch(p) for p in pieces)
+            and sum(map(len, words)) >= 3 * len(words))  # fmt: skip
 
 
 FILTERS: dict[str, Callable[[bytes], bool]] = {

@@ -63,10 +63,13 @@ class Rule:
     verify: dict[str, Any] | None = None
     revoke: dict[str, Any] | None = None
     source_file: str = ""
+    compiled: regex.Pattern | None = field(default=None, repr=False)
 
-    @cached_property
+    @property
     def regex(self) -> regex.Pattern:
-        return regex.compile(self.pattern.encode())
+        """The pattern compiled for matching bytes (compiled once, when the file is loaded)."""
+        assert self.compiled is not None
+        return self.compiled
 
     @cached_property
     def allow_regexes(self) -> tuple[regex.Pattern, ...]:
@@ -141,13 +144,6 @@ def _build_rule(raw: dict[str, Any], provider: str, provider_name: str, file_def
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise DetectorError(f"{where}: {key} is required")
     body = raw["pattern"]
-    try:
-        compiled = regex.compile(body)
-    except regex.error as exc:
-        raise DetectorError(f"{where}: pattern does not compile: {exc}") from None
-    if compiled.groups and "secret" not in compiled.groupindex and compiled.groups != 1:
-        raise DetectorError(f"{where}: several groups; name the secret one (?P<secret>...)")
-
     context = raw.get("context")
     keywords = _str_list(raw["keywords"], where, "keywords") if "keywords" in raw else ()
     if context is not None:
@@ -157,14 +153,18 @@ def _build_rule(raw: dict[str, Any], provider: str, provider_name: str, file_def
         within = context.get("within", DEFAULT_CONTEXT_WITHIN)
         if not isinstance(within, int) or not 0 <= within <= 1024:
             raise DetectorError(f"{where}: context.within must be an integer 0..1024")
-        secret_part = body if "secret" in compiled.groupindex else f"(?P<secret>{body})"
-        if compiled.groups == 1 and "secret" not in compiled.groupindex:
-            raise DetectorError(f"{where}: with context, name the secret group (?P<secret>...)")
+        secret_part = body if "(?P<secret>" in body else f"(?P<secret>{body})"
         alternation = "|".join(regex.escape(w) for w in ctx_words)
         full = f"(?i:{alternation})[\\s\\S]{{0,{within}}}?{secret_part}"
         keywords = keywords or ctx_words
     else:
         full = body
+    try:
+        compiled = regex.compile(full.encode())
+    except (regex.error, UnicodeEncodeError) as exc:
+        raise DetectorError(f"{where}: pattern does not compile: {exc}") from None
+    if compiled.groups > 1 and "secret" not in compiled.groupindex:
+        raise DetectorError(f"{where}: several groups; name the secret one (?P<secret>...)")
     if not keywords:
         raise DetectorError(f"{where}: keywords are required (the prefilter needs them)")
 
@@ -213,7 +213,7 @@ def _build_rule(raw: dict[str, Any], provider: str, provider_name: str, file_def
         keywords=keywords, pattern=full, min_width=lo, max_width=hi,
         min_entropy=float(entropy) if entropy is not None else None, checks=checks,
         filters=filters, allow=allow, generic=generic, exclude_paths=excl, severity=severity,
-        examples=examples, verify=verify, revoke=revoke, source_file=source,
+        examples=examples, verify=verify, revoke=revoke, source_file=source, compiled=compiled,
     )  # fmt: skip
 
 

@@ -48,16 +48,6 @@ def make_finding(rule: Rule, cand: Candidate, loc: Location, origin: Origin) -> 
     )  # fmt: skip
 
 
-def drop_shadowed(pairs: list[tuple[Rule, Candidate, Location]]) -> list[tuple[Rule, Candidate, Location]]:
-    """Within one stream, a generic rule's candidate that overlaps a specific rule's is dropped:
-    `OPENAI_API_KEY = "sk-proj-…"` is an OpenAI key, not a generic one."""
-    specific = [(c.start, c.end) for r, c, _ in pairs if not r.generic]
-    if not specific:
-        return pairs
-    return [(r, c, l) for r, c, l in pairs
-            if not r.generic or not any(s < c.end and c.start < e for s, e in specific)]  # fmt: skip
-
-
 def sort_key(f: Finding) -> tuple:
     return (f.path, f.container or "", f.commit or "", f.line, f.column, f.detector)
 

@@ -109,6 +109,7 @@ class Matcher:
         first, limit = own or (0, len(data))
         windows = self._start_windows(data)
         found: dict[tuple[int, int, int], Candidate] = {}
+        specific: list[tuple[int, int]] = []  # secrets a specific rule recognised, kept or not
         for idx, spans in windows.items():
             rule = self.rules[idx]
             for s0, s1 in _merge(spans):
@@ -117,8 +118,17 @@ class Matcher:
                     break
                 if s1 < s0:
                     continue
-                for cand in _confirm(rule, data, s0, s1, base):
-                    found.setdefault((cand.match_start, cand.match_end, idx), cand)
+                for span, cand in _confirm(rule, data, s0, s1, base):
+                    if not rule.generic and span is not None:
+                        specific.append(span)
+                    if cand is not None:
+                        found.setdefault((cand.match_start, cand.match_end, idx), cand)
+        if specific:
+            # A generic rule never reports what a specific rule recognised: a GitHub token is not
+            # a "generic API key", and neither is Stripe's documented example that stripe.toml
+            # allows on purpose.
+            found = {k: c for k, c in found.items()
+                     if not self.rules[k[2]].generic or not any(a < c.end and c.start < b for a, b in specific)}  # fmt: skip
         return [found[k] for k in sorted(found, key=lambda k: (k[0], k[1], self.rules[k[2]].id))]
 
     def _start_windows(self, data: bytes) -> dict[int, list[tuple[int, int]]]:
@@ -234,41 +244,34 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _confirm(rule: Rule, data: bytes, s0: int, s1: int, base: int) -> Iterator[Candidate]:
-    """Matches of `rule` that start in [s0, s1]. `pos`/`endpos` instead of slicing: lookbehind
-    still sees the bytes before s0, and every such match ends well before `endpos`."""
+def _confirm(rule: Rule, data: bytes, s0: int, s1: int, base: int) -> Iterator[tuple[tuple[int, int] | None, Candidate | None]]:
+    """Matches of `rule` that start in [s0, s1]: the secret's span when the rule recognises it as
+    its kind (pattern, keyword and checks hold), and the candidate unless a filter says it is a
+    placeholder or documented example. `pos`/`endpos` instead of slicing: lookbehind still sees
+    the bytes before s0, and every such match ends well before `endpos`."""
     endpos = min(len(data), s1 + rule.max_width + LOOKAROUND_MARGIN)
     for m in rule.regex.finditer(data, s0, endpos):
         if m.start() > s1:
             break
-        cand = _candidate(rule, m, base)
-        if cand is not None:
-            yield cand
+        if m.end() - m.start() > rule.max_width:
+            continue  # beyond a declared max_length: neither engine could promise to see it
+        whole = m.group(0).lower()
+        if not any(k in whole for k in rule.keywords_lower):
+            continue
+        group = "secret" if "secret" in m.re.groupindex else (1 if m.re.groups == 1 else 0)
+        secret = m.group(group)
+        if not secret or not all(CHECKS[name](secret) for name in rule.checks):
+            continue
+        start, end = m.span(group)
+        span = (base + start, base + end)
+        yield span, (None if _unwanted(rule, secret) else
+                     Candidate(rule.id, span[0], span[1], secret, base + m.start(), base + m.end()))  # fmt: skip
 
 
-def _candidate(rule: Rule, m: regex.Match, base: int) -> Candidate | None:
-    if m.end() - m.start() > rule.max_width:
-        return None  # beyond a declared max_length: neither engine could promise to see it
-    whole = m.group(0).lower()
-    if not any(k in whole for k in rule.keywords_lower):
-        return None
-    if "secret" in m.re.groupindex:
-        group = "secret"
-    else:
-        group = 1 if m.re.groups == 1 else 0
-    secret = m.group(group)
-    if not secret:
-        return None
+def _unwanted(rule: Rule, secret: bytes) -> bool:
+    """Of the rule's kind, but a placeholder, a documented example or not random enough."""
     if rule.min_entropy is not None and shannon_entropy(secret) < rule.min_entropy:
-        return None
-    for name in rule.checks:
-        if not CHECKS[name](secret):
-            return None
-    for name in rule.filters:
-        if FILTERS[name](secret):
-            return None
-    for allowed in rule.allow_regexes:
-        if allowed.search(secret):
-            return None
-    start, end = m.span(group)
-    return Candidate(rule.id, base + start, base + end, secret, base + m.start(), base + m.end())
+        return True
+    if any(FILTERS[name](secret) for name in rule.filters):
+        return True
+    return any(allowed.search(secret) for allowed in rule.allow_regexes)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .detectors import RuleSet
-from .findings import Suppressions, dedupe, drop_shadowed, make_finding
+from .findings import Suppressions, dedupe, make_finding
 from .locate import locate_stream
 from .matcher import Matcher, bytes_reader
 from .model import Finding, Origin, Skip
@@ -48,10 +48,9 @@ class Scanner:
         self.cache_key = f"{ruleset.digest}.{SCANNER_FORMAT}"
 
     def scan_stream(self, read: Callable[[int], bytes], origin: Origin) -> list[Finding]:
-        rules = self._rules
-        pairs = [(rules[c.rule_id], c, loc) for c, loc in locate_stream(self.matcher, read)]
         out = []
-        for rule, cand, loc in drop_shadowed(pairs):
+        for cand, loc in locate_stream(self.matcher, read):
+            rule = self._rules[cand.rule_id]
             if loc.allowed or any(p.search(origin.path) for p in rule.exclude_path_regexes):
                 continue
             out.append(make_finding(rule, cand, loc, origin))

@@ -1,0 +1,155 @@
+"""The decoders stage: the layers hidden inside a blob, decoded for the matcher.
+
+    sources → decoders → matcher → findings
+
+`decode(path, data)` yields every decoded layer of a blob — archive members, notebook cells and
+outputs, pickle/safetensors/GGUF metadata strings, base64/hex/percent/\\u/UTF-16 encoded text —
+recursively, and a `Skip` for anything it could not (fully) decode. The raw blob itself is not
+yielded: the scanner scans it anyway.
+
+Input is attacker-controlled: nothing is unpickled, imported, executed or written to disk, and
+every decompression, recursion, size and time is bounded by `Limits` (per top-level blob).
+A limit that runs out for the whole blob (bytes, time) ends decoding with a Skip; a member-level
+problem (ratio bomb, truncation, corruption, encryption) skips that member and carries on.
+
+Containers are chained with '!': 'inner.zip!project/.env', 'notebook.ipynb!cell 3 output 1',
+'config.yaml!base64@120'. The scanner prefixes the blob path. Compression wrappers (.tar.gz) are
+transparent: a tar inside a gzip lists its members directly. Pickles inside archives (torch
+`archive/data.pkl`) are replaced by their strings layer under the member's own name; the raw
+tensor storages of torch checkpoints (`archive/data/0` …) are not decoded at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from ..model import Skip
+from .archives import GZIP_MAGIC, XZ_MAGIC, ZIP_MAGICS, is_bz2, looks_tar, stream, tar_members, zip_members
+from .base import Child, Context, Layer, LimitReached, Limits, Problem
+from .encoded import find_encoded
+from .gguf import gguf_metadata
+from .lfs import is_lfs_pointer, lfs_oid
+from .notebook import notebook_cells, sniff_notebook
+from .pickles import pickle_strings, sniff_pickle
+from .safetensors import safetensors_metadata, sniff_safetensors
+
+__all__ = ["Layer", "Limits", "decode", "is_lfs_pointer", "lfs_oid", "sniff"]
+
+Handler = Callable[[bytes, str, Context], Iterator[Child | Problem]]
+HANDLERS: dict[str, Handler] = {
+    "zip": zip_members,
+    "tar": tar_members,
+    "gzip": stream("gzip"),
+    "bz2": stream("bz2"),
+    "xz": stream("xz"),
+    "notebook": notebook_cells,
+    "pickle": pickle_strings,
+    "safetensors": safetensors_metadata,
+    "gguf": gguf_metadata,
+}
+MEMBER_KINDS = frozenset({"zip-member", "tar-member"})
+
+
+def sniff(data: bytes, name: str = "") -> str | None:
+    """The structured format of a blob ('zip', 'gzip', 'notebook', 'pickle', …, 'lfs'), or None
+    for text (or unknown binary)."""
+    head = data[:16]
+    lower = name.lower()
+    if head.startswith(b"version https://") and is_lfs_pointer(data):
+        return "lfs"
+    if head[:4] in ZIP_MAGICS:
+        return "zip"
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if is_bz2(head):
+        return "bz2"
+    if head.startswith(XZ_MAGIC):
+        return "xz"
+    if head.startswith(b"GGUF"):
+        return "gguf"
+    if looks_tar(data) or (lower.endswith(".tar") and len(data) >= 512):
+        return "tar"
+    if lower.endswith(".safetensors") or sniff_safetensors(data):
+        return "safetensors"
+    if sniff_pickle(data, lower):
+        return "pickle"
+    if lower.endswith(".ipynb") or sniff_notebook(data):
+        return "notebook"
+    return None
+
+
+def decode(path: str, data: bytes, limits: Limits = Limits()) -> Iterator[Layer | Skip]:
+    """All decoded layers of a blob (NOT including the raw data itself, which the scanner scans
+    anyway), recursively, within limits."""
+    if is_lfs_pointer(data):
+        return
+    ctx = Context(limits)
+    try:
+        yield from _expand(ctx, path, data, path, "", 0, 0)
+    except LimitReached as exc:
+        yield Skip(path, exc.reason, exc.where or None)
+
+
+def _join(chain: str, name: str | None) -> str:
+    if not name:
+        return chain
+    return f"{chain}!{name}" if chain else name
+
+
+def _expand(ctx: Context, path: str, data: bytes, name: str, chain: str, depth: int, enc: int) -> Iterator[Layer | Skip]:
+    """The layers below one layer (the blob itself at depth 0)."""
+    try:
+        ctx.tick()
+        fmt = sniff(data, name)
+        if fmt == "lfs":
+            return
+        structured = False
+        if fmt is not None:
+            if depth >= ctx.limits.max_depth:
+                yield Skip(path, f"nesting depth limit ({ctx.limits.max_depth}) reached: {fmt} not decoded", chain or None)
+                return
+            structured = yield from _run(ctx, path, HANDLERS[fmt](data, name, ctx), fmt, chain, depth, enc)
+        if not structured and enc < ctx.limits.max_encoded_depth:
+            yield from _run(ctx, path, find_encoded(data, name, ctx), "encoded-text", chain, depth, enc)
+    except LimitReached as exc:
+        if exc.where is None:
+            exc.where = chain
+        raise
+
+
+def _run(ctx: Context, path: str, items: Iterator[Child | Problem], fmt: str, chain: str, depth: int, enc: int):
+    """Drive one handler: its problems become Skips, its children layers (and are expanded in
+    turn). Returns whether the handler recognised its input (False: treat it as text)."""
+    try:
+        while True:
+            try:
+                item = next(items)
+            except StopIteration as stop:
+                return stop.value is not False
+            if isinstance(item, Problem):
+                yield Skip(path, item.reason, _join(chain, item.name) or None)
+            else:
+                yield from _child(ctx, path, item, chain, depth, enc)
+    except (LimitReached, GeneratorExit):
+        raise
+    except Exception as exc:  # a decoder bug or an unforeseen error must not end the scan
+        yield Skip(path, f"{fmt} decoder failed: {type(exc).__name__}: {exc}"[:500], chain or None)
+        return True
+
+
+def _child(ctx: Context, path: str, item: Child, chain: str, depth: int, enc: int) -> Iterator[Layer | Skip]:
+    container = _join(chain, item.name) or item.kind
+    if item.encoded:
+        if not item.counted:
+            ctx.spend(len(item.data))
+        yield Layer(container, item.data, item.kind)
+        yield from _expand(ctx, path, item.data, item.name, container, depth, enc + 1)
+        return
+    if item.kind in MEMBER_KINDS and sniff_pickle(item.data, item.name.lower()) and sniff(item.data, item.name) == "pickle":
+        # a pickle's raw opcodes are noise: its strings layer stands in for the member
+        yield from _expand(ctx, path, item.data, item.name, container, depth + 1, enc)
+        return
+    if not item.counted:
+        ctx.spend(len(item.data))
+    yield Layer(container, item.data, item.kind)
+    yield from _expand(ctx, path, item.data, item.name, container, depth + 1, enc)

@@ -1,0 +1,189 @@
+"""Encoded text inside a text layer: base64/base64url, hex, percent-encoding, \\uXXXX escapes, UTF-16.
+
+This runs on every text blob, so it is built to be cheap: one C-level regex pass per encoding
+(percent and \\u passes only when a `%` or `\\u` is present at all), cheap shape tests on each run,
+and a decode of a short prefix before a run is decoded whole. Only decodings that come out as
+mostly printable UTF-8 (or as a gzip stream) become layers, named `<kind>@<offset>`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterator
+
+from .base import Child, Context, Problem, looks_text
+
+MIN_B64 = 24
+MIN_HEX = 32
+MAX_RUN = 64 << 20  # longer runs are not decoded
+MAX_LAYERS = 1000  # encoded layers per kind per parent layer
+SAMPLE = 64  # characters decoded before deciding to decode a whole run
+EDGE = 256  # how far a percent/\u span is extended to the left over word characters
+
+_B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
+_B64_MASK = bytes(0x41 if i in _B64_CHARS else 0x2E for i in range(256))  # alphabet → 'A', rest → '.'
+_B64_NEEDLE = b"A" * MIN_B64
+_B64_REST = re.compile(rb"[A-Za-z0-9+/_-]*")
+WINDOW = 16 << 20  # the mask is built a window at a time
+_HEX_ONLY = re.compile(rb"[0-9A-Fa-f]+")
+# literal-first patterns: `re` then skips ahead with a fast search for the literal
+_PCT_RUN = re.compile(rb"%[0-9A-Fa-f]{2}(?:[^\s\"'<>%`]{0,64}%[0-9A-Fa-f]{2})*[^\s\"'<>%`]{0,64}")
+_PCT_LEFT = re.compile(rb"[^\s\"'<>%`]*")
+_UESC_RUN = re.compile(rb"\\u[0-9A-Fa-f]{4}(?:[^\s\"'\\]{0,64}\\u[0-9A-Fa-f]{4})*[^\s\"'\\]{0,64}")
+_UESC_LEFT = re.compile(rb"[^\s\"'\\]*")
+_UESC = re.compile(rb"\\u([0-9A-Fa-f]{4})")
+_GZIP = b"\x1f\x8b\x08"
+_URL_TO_STD = bytes.maketrans(b"-_", b"+/")
+
+
+def _b64decode(run: bytes, url: bool) -> bytes | None:
+    run = run[: len(run) - len(run) % 4] if len(run) % 4 != 1 else run[:-1]
+    if url:
+        run = run.translate(_URL_TO_STD)
+    pad = -len(run) % 4
+    try:
+        return binascii.a2b_base64(run + b"=" * pad, strict_mode=False)
+    except binascii.Error:
+        return None
+
+
+def _decoded_ok(data: bytes | None) -> bool:
+    return bool(data) and (data.startswith(_GZIP) or looks_text(data))
+
+
+def alphabet_runs(data: bytes) -> Iterator[tuple[int, int]]:
+    """(start, end) of every run of >= MIN_B64 base64/base64url/hex characters.
+
+    `bytes.translate` maps the alphabet to 'A' and everything else to '.', then `bytes.find`
+    looks for MIN_B64 'A's: both run at memory speed, unlike a regex with a leading class."""
+    a = 0
+    while a < len(data):
+        mask = data[a : a + WINDOW].translate(_B64_MASK)
+        pos = mask.find(_B64_NEEDLE)
+        nxt = a + len(mask)
+        while pos != -1:
+            start = a + pos
+            if pos == 0 and a:  # the run began in the previous window
+                while start > 0 and data[start - 1] in _B64_CHARS:
+                    start -= 1
+            stop = mask.find(b".", pos + MIN_B64)
+            if stop == -1:  # the run reaches the end of the window
+                end = _B64_REST.match(data, a + len(mask)).end()
+                yield start, end
+                nxt = end
+                break
+            yield start, a + stop
+            pos = mask.find(_B64_NEEDLE, stop)
+        a = nxt
+
+
+def _base64_and_hex(data: bytes) -> Iterator[Child]:
+    b64 = hexes = 0
+    for start, end in alphabet_runs(data):
+        run = data[start:end]
+        n = len(run)
+        if n < MIN_B64 or n > MAX_RUN:
+            continue
+        if _HEX_ONLY.fullmatch(run):
+            if n < MIN_HEX or hexes >= MAX_LAYERS:
+                continue
+            run = run[: n & ~1]
+            if not looks_text(bytes.fromhex(run[:SAMPLE].decode())):
+                continue
+            out = bytes.fromhex(run.decode())
+            if looks_text(out):
+                hexes += 1
+                yield Child(f"hex@{start}", out, "hex", encoded=True)
+            continue
+        # identifiers, paths and words are all one case; base64 of anything is not
+        if run.islower() or run.isupper() or b64 >= MAX_LAYERS:
+            continue
+        url = b"-" in run or b"_" in run
+        if url and (b"+" in run or b"/" in run):
+            continue  # both alphabets: a path or an identifier, not base64
+        if n > SAMPLE and not _decoded_ok(_b64decode(run[:SAMPLE], url)):
+            continue
+        out = _b64decode(run, url)
+        if out and len(out) >= 16 and _decoded_ok(out):
+            b64 += 1
+            yield Child(f"base64@{start}", out, "base64", encoded=True)
+
+
+def _spans(data: bytes, run_re: re.Pattern[bytes], left_re: re.Pattern[bytes]) -> Iterator[tuple[int, bytes]]:
+    for m in run_re.finditer(data):
+        start = m.start()
+        start -= left_re.match(data[max(0, start - EDGE) : start][::-1]).end()  # back over the word
+        yield start, data[start : m.end()]
+
+
+def _percent(data: bytes) -> Iterator[Child]:
+    from urllib.parse import unquote_to_bytes
+
+    count = 0
+    for start, span in _spans(data, _PCT_RUN, _PCT_LEFT):
+        out = unquote_to_bytes(span)
+        if len(out) >= 8 and out != span and looks_text(out):
+            yield Child(f"percent@{start}", out, "percent", encoded=True)
+            count += 1
+            if count >= MAX_LAYERS:
+                return
+
+
+def _u_escapes(data: bytes) -> Iterator[Child]:
+    count = 0
+    for start, span in _spans(data, _UESC_RUN, _UESC_LEFT):
+        parts: list[str] = []
+        pos = 0
+        for m in _UESC.finditer(span):
+            parts.append(span[pos : m.start()].decode("latin-1"))
+            parts.append(chr(int(m.group(1), 16)))
+            pos = m.end()
+        parts.append(span[pos:].decode("latin-1"))
+        text = "".join(parts)
+        try:  # JSON writes characters outside the BMP as surrogate pairs
+            text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+        except UnicodeDecodeError:
+            pass
+        out = text.encode("utf-8", "backslashreplace")
+        if len(out) >= 8 and looks_text(out):
+            yield Child(f"unicode-escape@{start}", out, "unicode-escape", encoded=True)
+            count += 1
+            if count >= MAX_LAYERS:
+                return
+
+
+def utf16_encoding(data: bytes) -> str | None:
+    """'utf-16-le' / 'utf-16-be' for UTF-16 text (a BOM, or ASCII interleaved with NULs)."""
+    if data[:2] == b"\xff\xfe" and data[2:4] != b"\0\0":
+        return "utf-16-le"
+    if data[:2] == b"\xfe\xff":
+        return "utf-16-be"
+    sample = data[:4096]
+    half = len(sample) // 2
+    if half < 8 or sample.count(0) < half * 0.8:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) >= half * 0.9 and even.count(0) <= half * 0.1 and looks_text(even):
+        return "utf-16-le"
+    if even.count(0) >= half * 0.9 and odd.count(0) <= half * 0.1 and looks_text(odd):
+        return "utf-16-be"
+    return None
+
+
+def find_encoded(data: bytes, name: str, ctx: Context) -> Iterator[Child | Problem]:
+    """Encoded-text layers of one text layer."""
+    enc = utf16_encoding(data)
+    if enc:
+        body = data[2:] if data[:2] in (b"\xff\xfe", b"\xfe\xff") else data
+        text = body[: len(body) & ~1].decode(enc, "replace")
+        yield Child("utf16", text.encode("utf-8", "backslashreplace"), "utf16", encoded=True)
+        return
+    yield from _base64_and_hex(data)
+    ctx.tick()
+    if b"%" in data:
+        yield from _percent(data)
+        ctx.tick()
+    if b"\\u" in data:
+        yield from _u_escapes(data)
