@@ -271,6 +271,7 @@ def filter_identifier(secret: bytes) -> bool:
     pieces = [p for p in _ID_SPLIT.split(secret) if p]
     words = [p for p in pieces if not p.isdigit()]
     return (len(pieces) >= 2 and all(_ID_PIECE.fullmatch(p) for p in pieces)
+            and all(4 * sum(p.count(v) for v in b"aeiouy") >= len(p) for p in words if p[1:].islower())
             and sum(map(len, words)) >= 3 * len(words))  # fmt: skip
 
 
