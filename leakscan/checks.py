@@ -275,8 +275,19 @@ def filter_identifier(secret: bytes) -> bool:
             and sum(map(len, words)) >= 3 * len(words))  # fmt: skip
 
 
+_CLASSES = (regex.compile(rb"[a-z]"), regex.compile(rb"[A-Z]"), regex.compile(rb"[0-9]"),
+            regex.compile(rb"[^A-Za-z0-9]"))  # fmt: skip
+
+
+def filter_human_password(secret: bytes) -> bool:
+    """Words with a symbol (`geheim$parole`, documentation's example passwords) rather than a
+    generated password: fewer than three character classes."""
+    return sum(1 for c in _CLASSES if c.search(secret)) < 3
+
+
 FILTERS: dict[str, Callable[[bytes], bool]] = {
     "placeholder": filter_placeholder,
     "generic": filter_generic,
     "identifier": filter_identifier,
+    "human-password": filter_human_password,
 }

@@ -116,7 +116,7 @@ def scan(
     ignore_file: Annotated[Optional[Path], typer.Option("--ignore-file", help=f"Fingerprints to ignore (default: PATH/{IGNORE_FILE}).")] = None,
     rules: RulesOpt = None,
     only: OnlyOpt = None,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores).")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores, for scans over 16 MB).")] = None,
     engine: Annotated[Engine, typer.Option("--engine", help="Matcher engine.")] = Engine.auto,
     include_deps: Annotated[bool, typer.Option("--include-deps", help="Also scan virtualenvs and node_modules inside PATH.")] = False,
     no_history: Annotated[bool, typer.Option("--no-history", help="In a git repository, scan the work tree's files only.")] = False,
@@ -156,7 +156,7 @@ def scan(
         options = HistoryOptions(all_objects=all_objects, since=since, rev_range=rev_range)
         try:
             with _store(db, no_cache) as store:
-                result = scan_repository(repo, scanner, store=store, options=options,
+                result = scan_repository(repo, scanner, store=store, options=options, jobs=jobs,
                                          suppressions=suppressions, include_deps=include_deps)  # fmt: skip
         except GitSourceError as exc:
             raise UserError(str(exc)) from None

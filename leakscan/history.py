@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from datetime import datetime, timezone
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .findings import Suppressions
 from .model import Finding, Origin, Skip
-from .scan import ScanResult, ScanStats, Scanner, finish
+from .scan import PARALLEL_MIN_BYTES, ScanResult, ScanStats, Scanner, default_jobs, finish, map_batches, worker_scanner
 from .sources.files import FileEntry, walk
-from .sources.git import GitBlob, GitMessage, GitRepo, GitWarning
+from .sources.git import BlobReader, GitBlob, GitMessage, GitRepo, GitWarning, open_repo
 from .store import Store
 
 COMMIT_MESSAGE_PATH = "(commit message)"
@@ -35,9 +37,11 @@ class HistoryOptions:
 
 def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = None,
                     options: HistoryOptions = HistoryOptions(), suppressions: Suppressions | None = None,
-                    include_deps: bool = False) -> ScanResult:  # fmt: skip
+                    include_deps: bool = False, jobs: int | None = None) -> ScanResult:  # fmt: skip
     started = time.monotonic()
     result = ScanResult()
+    explicit_jobs = jobs is not None  # asked for: used whatever the size
+    jobs = jobs or default_jobs()
     key = scanner.cache_key
     repo_id = str(repo.git_dir.resolve())
     partial = bool(options.since or options.rev_range)
@@ -53,45 +57,29 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
     else:
         walk_args = {}
 
-    found: list[Finding] = []
-    scanned: list[tuple[str, int]] = []  # (oid, findings) to remember
-    blob_findings: dict[str, list[Finding]] = {}
-    bytes_scanned = 0
-    objects = 0
-
-    def take(blob: GitBlob, read) -> None:
-        nonlocal bytes_scanned, objects
-        got = scanner.scan_stream(read, blob.origin())
-        bytes_scanned += blob.size
-        objects += 1
-        scanned.append((blob.oid, len(got)))
-        if got:
-            blob_findings[blob.oid] = got
-            found.extend(got)
-
     # 1. blobs: new ones, plus those that had findings before (their findings are reported again)
-    if not known and not options.all_objects:
-        items = repo.blob_contents(**walk_args)
+    batch = BlobBatch()
+    if not known and not options.all_objects and jobs <= 1:
+        batch.take(scanner, repo.blob_contents(**walk_args))
     else:
-        todo = []
-        for item in repo.blobs(all_objects=options.all_objects and not partial, **walk_args):
-            if isinstance(item, GitWarning) or known.get(item.oid, 1) > 0:
-                todo.append(item)
-        items = repo.read_blobs(todo)
-    for item in items:
-        if isinstance(item, GitWarning):
-            result.skipped.append(item.to_skip())
+        todo = [item for item in repo.blobs(all_objects=options.all_objects and not partial, **walk_args)
+                if isinstance(item, GitWarning) or known.get(item.oid, 1) > 0]  # fmt: skip
+        if previous is not None and store is not None:
+            listed = {b.oid for b in todo if isinstance(b, GitBlob)}
+            todo += [GitBlob(oid, path, 0) for oid, path in store.objects_with_findings(repo_id, key, "history")
+                     if oid not in listed]  # fmt: skip
+        size = sum(b.size for b in todo if isinstance(b, GitBlob))
+        if jobs > 1 and (explicit_jobs or size >= PARALLEL_MIN_BYTES):
+            shards = [(str(repo.path), part) for part in _shards(todo, jobs)]
+            for part in map_batches(scanner, _scan_shard, shards, jobs):
+                batch.merge(part)
         else:
-            take(*item)
-    if previous is not None and store is not None:
-        seen = set(blob_findings) | {oid for oid, _ in scanned}
-        again = [GitBlob(oid, path, 0) for oid, path in store.objects_with_findings(repo_id, key, "history")
-                 if oid not in seen]  # fmt: skip
-        for item in repo.read_blobs(again):
-            if isinstance(item, GitWarning):
-                result.skipped.append(item.to_skip())
-            else:
-                take(*item)
+            batch.take(scanner, repo.read_blobs(todo))
+    result.skipped.extend(batch.skipped)
+    found, scanned, objects, bytes_scanned = batch.found, batch.scanned, batch.objects, batch.bytes
+    blob_findings: dict[str, list[Finding]] = {}
+    for f in found:
+        blob_findings.setdefault(f.extra["blob"], []).append(f)
 
     # 2. commit and tag messages
     message_findings: list[Finding] = []
@@ -112,7 +100,7 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
                     f.extra.update(author=msg.author, date=msg.date)
                 message_findings.extend(got)
 
-    message_findings = _earliest_per_secret(message_findings)
+    message_findings = _oldest(message_findings, key=lambda f: (f.detector, f.secret_sha256))
 
     # 3. attribution and what the tip still holds, only for blobs with findings
     _attribute(repo, repo_id, store, blob_findings)
@@ -120,6 +108,9 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
     in_head = {f.secret_sha256 for oid, fs in blob_findings.items() if oid in head for f in fs}
     for f in found + message_findings:
         f.extra["in_head"] = f.secret_sha256 in in_head
+    # Every revision of a file is a new blob; a secret that sat in it across 40 revisions is one
+    # leak at one place: report it once, where it first appeared.
+    found = _oldest(found, key=lambda f: f.fingerprint)
 
     # 4. the work tree's files that are not HEAD's committed content
     files: list[Finding] = []
@@ -154,15 +145,80 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
     return result
 
 
-def _earliest_per_secret(findings: list[Finding]) -> list[Finding]:
-    """A secret quoted in many commit messages (stash and merge commits repeat subjects) is one
-    leak: keep the oldest message."""
-    best: dict[tuple[str, str], Finding] = {}
+@dataclass
+class BlobBatch:
+    """What scanning a run of blobs gave; a worker process returns one of these."""
+
+    found: list[Finding] = field(default_factory=list)
+    scanned: list[tuple[str, int]] = field(default_factory=list)  # (oid, findings) for the store
+    skipped: list[Skip] = field(default_factory=list)
+    objects: int = 0
+    bytes: int = 0
+
+    def take(self, scanner: Scanner, items: Iterable[tuple[GitBlob, BlobReader] | GitWarning]) -> BlobBatch:
+        for item in items:
+            if isinstance(item, GitWarning):
+                self.skipped.append(item.to_skip())
+                continue
+            blob, read = item
+            got = scanner.scan_stream(read, blob.origin())
+            for f in got:
+                f.extra["blob"] = blob.oid
+            self.found.extend(got)
+            self.scanned.append((blob.oid, len(got)))
+            self.objects += 1
+            self.bytes += blob.size
+        return self
+
+    def merge(self, other: BlobBatch) -> None:
+        self.found += other.found
+        self.scanned += other.scanned
+        self.skipped += other.skipped
+        self.objects += other.objects
+        self.bytes += other.bytes
+
+
+def _shards(items: list[GitBlob | GitWarning], n: int) -> list[list[GitBlob | GitWarning]]:
+    """`n` contiguous runs of about equal bytes: neighbours in walk order share delta bases, so
+    each worker's `git cat-file` keeps its cache warm."""
+    total = sum(b.size for b in items if isinstance(b, GitBlob)) or 1
+    shards: list[list[GitBlob | GitWarning]] = [[] for _ in range(n)]
+    acc = 0
+    for item in items:
+        shards[min(n - 1, acc * n // total)].append(item)
+        acc += item.size if isinstance(item, GitBlob) else 0
+    return [s for s in shards if s]
+
+
+def _scan_shard(job: tuple[str, list[GitBlob | GitWarning]]) -> BlobBatch:
+    """In a worker process: its own `git cat-file --batch` over its run of blobs."""
+    path, items = job
+    return BlobBatch().take(worker_scanner(), open_repo(path).read_blobs(items))
+
+
+def _oldest(findings: list[Finding], key) -> list[Finding]:
+    """One finding per key, the one with the oldest date (then commit id, for determinism). A
+    secret quoted in many commit messages (stash and merge commits repeat subjects) is one leak."""
+    best: dict[object, Finding] = {}
     for f in findings:
-        key = (f.detector, f.secret_sha256)
-        if key not in best or (f.extra.get("date") or "") < (best[key].extra.get("date") or ""):
-            best[key] = f
+        k = key(f)
+        old = best.get(k)
+        if old is None or _age(f) < _age(old):
+            best[k] = f
     return list(best.values())
+
+
+def _age(f: Finding) -> tuple[str, str, int]:
+    return (_utc(f.extra.get("date")), f.commit or "", f.line)
+
+
+def _utc(date: str | None) -> str:
+    if not date:
+        return "9999"  # unattributed (unreachable) last
+    try:
+        return datetime.fromisoformat(date).astimezone(timezone.utc).isoformat()
+    except ValueError:
+        return date
 
 
 def _all_reachable(repo: GitRepo, tips: list[str]) -> bool:
@@ -192,7 +248,6 @@ def _attribute(repo: GitRepo, repo_id: str, store: Store | None, blob_findings: 
                 f.extra.update(author=author, date=date)
             else:  # an unreachable blob: no commit introduced it
                 f.extra.update(author=None, date=None)
-            f.extra["blob"] = oid
 
 
 def _blob_id(entry: FileEntry, object_format: str) -> str | None:

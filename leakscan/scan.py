@@ -94,11 +94,17 @@ def _reader(fh) -> Callable[[int], bytes]:
 _WORKER_SCANNER: Scanner | None = None
 
 
-def _scan_batch(batch: list[FileEntry]) -> tuple[list[Finding], list[Skip]]:
+def worker_scanner() -> Scanner:
+    """The scanner a forked worker inherited from `map_batches`."""
     assert _WORKER_SCANNER is not None
+    return _WORKER_SCANNER
+
+
+def _scan_batch(batch: list[FileEntry]) -> tuple[list[Finding], list[Skip]]:
+    scanner = worker_scanner()
     findings, skipped = [], []
     for entry in batch:
-        found, skip = _WORKER_SCANNER.scan_file(entry)
+        found, skip = scanner.scan_file(entry)
         findings.extend(found)
         if skip:
             skipped.append(skip)
@@ -145,9 +151,8 @@ def scan_tree(root: Path, scanner: Scanner, *, jobs: int | None = None,
         else:
             entries.append(item)
     total = sum(e.size for e in entries)
-    jobs = jobs or default_jobs()
-    if total < PARALLEL_MIN_BYTES:
-        jobs = 1
+    if jobs is None:  # automatic: only where processes pay for themselves
+        jobs = default_jobs() if total >= PARALLEL_MIN_BYTES else 1
     found: list[Finding] = []
     for findings, skipped in map_batches(scanner, _scan_batch, _batches(entries), jobs):
         found.extend(findings)

@@ -169,3 +169,27 @@ def test_bad_revisions_are_one_line_errors(history):
     assert run.code == 2 and run.err.strip() == "leakscan: error: unknown revision: no-such-rev"
     run = leakscan("scan", r.path, "--since", "main", "--range", "a..b")
     assert run.code == 2 and run.err.strip() == "leakscan: error: give either --since or --range, not both"
+
+
+def test_a_secret_kept_across_revisions_is_one_finding_at_its_first_commit(tmp_path):
+    r = Repo(tmp_path / "repo")
+    secret = token(GHP, "rev")
+    first = r.commit({"settings.py": f"GH = '{secret}'\nVERSION = 1\n"}, "v1")
+    for v in range(2, 6):
+        r.commit({"settings.py": f"GH = '{secret}'\nVERSION = {v}\n"}, f"v{v}")
+    r.commit({"copy.py": f"GH = '{secret}'\n"}, "copied elsewhere")
+    run = leakscan("scan", r.path, "-f", "json", "--no-cache")
+    assert [(f["path"], f["commit"], f["in_head"]) for f in run.json] == [
+        ("copy.py", r.git("rev-parse", "HEAD"), True),
+        ("settings.py", first, True),
+    ]
+
+
+def test_worker_processes_give_identical_output(history, tmp_path):
+    r, _, _ = history
+    for n in range(30):  # enough blobs for every worker to have some
+        r.commit({f"pkg/m{n}.py": f"x = {n}\n" * 50}, f"m{n}")
+    one = leakscan("scan", r.path, "-f", "json", "--no-cache", "-j", "1")
+    two = leakscan("scan", r.path, "-f", "json", "--no-cache", "-j", "2")
+    three = leakscan("scan", r.path, "-f", "json", "--no-cache", "-j", "3")
+    assert one.json == two.json == three.json and len(one.json) == 8

@@ -113,7 +113,7 @@ def _expand(ctx: Context, path: str, data: bytes, name: str, chain: str, depth: 
             yield from _run(ctx, path, find_encoded(data, name, ctx), "encoded-text", chain, depth, enc)
     except LimitReached as exc:
         if exc.where is None:
-            exc.where = chain
+            exc.where = _join(chain, exc.member)
         raise
 
 

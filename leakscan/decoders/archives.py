@@ -17,7 +17,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 
-from .base import Child, Context, Problem, clean_name
+from .base import Child, Context, LimitReached, Problem, clean_name
 
 IN_CHUNK = 64 << 10
 OUT_CHUNK = 1 << 20
@@ -186,9 +186,19 @@ def _central(data: bytes, max_members: int) -> tuple[list[zipfile.ZipInfo] | Non
     return infos, None
 
 
-def _zip_name(zi: zipfile.ZipInfo) -> str:
-    raw = zi.orig_filename.encode("utf-8" if zi.flag_bits & 0x800 else "cp437", "surrogateescape")
+def zip_name(raw: bytes, flags: int) -> str:
+    """Names are UTF-8 when flagged (or valid UTF-8 anyway, as many tools write), else cp437."""
+    if not flags & 0x800:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return clean_name(raw.decode("cp437"))
     return clean_name(raw)
+
+
+def _zip_name(zi: zipfile.ZipInfo) -> str:
+    flagged = zi.flag_bits & 0x800
+    return zip_name(zi.orig_filename.encode("utf-8" if flagged else "cp437", "surrogateescape"), zi.flag_bits)
 
 
 def _local_start(data: bytes, offset: int) -> int | None:
@@ -226,8 +236,12 @@ def zip_members(data: bytes, name: str, ctx: Context) -> Iterator[Item]:
         if start is None:
             yield Problem("bad local header", mname)
             continue
-        out, problem, _ = decompress_member(zi.compress_type, mv[start : start + zi.compress_size],
-                                            zi.compress_size, ctx)  # fmt: skip
+        try:
+            out, problem, _ = decompress_member(zi.compress_type, mv[start : start + zi.compress_size],
+                                                zi.compress_size, ctx)  # fmt: skip
+        except LimitReached as exc:
+            exc.member = mname
+            raise
         if out:
             yield Child(mname, out, "zip-member", counted=True)
         if problem:
@@ -254,7 +268,7 @@ def _local_walk(data: bytes, ctx: Context) -> Iterator[Item]:
         raw_name = data[pos + 30 : pos + 30 + nlen]
         extra = data[pos + 30 + nlen : pos + 30 + nlen + xlen]
         start = pos + 30 + nlen + xlen
-        mname = clean_name(raw_name)
+        mname = zip_name(raw_name, flags)
         if start > len(data):
             yield Problem("truncated zip: member header is cut off", mname)
             return
@@ -279,15 +293,17 @@ def _local_walk(data: bytes, ctx: Context) -> Iterator[Item]:
             continue
         expected = None if described else csize
         src = mv[start:] if described else mv[start : start + csize]
-        out, problem, consumed = decompress_member(method, src, expected, ctx)
+        try:
+            out, problem, consumed = decompress_member(method, src, expected, ctx)
+        except LimitReached as exc:
+            exc.member = mname
+            raise
         if out and not mname.endswith("/"):
             yield Child(mname, out, "zip-member", counted=True)
         if problem:
             yield Problem(problem, mname)
-            if problem.startswith(("truncated", "stored member", "corrupt", "unsupported")) and (
-                described or start + csize > len(data)
-            ):
-                return
+            if described or start + csize > len(data):
+                return  # the end of the member is unknown, or past the end of the data
         if described:
             pos = start + consumed
             if data[pos : pos + 4] == b"PK\x07\x08":
@@ -371,6 +387,9 @@ def stream(kind: str):
             streams += 1
             try:
                 out, problem, consumed = inflate(_new(kind), mv[pos:], ctx)
+            except LimitReached as exc:
+                exc.member = _stem(name, kind)
+                raise
             except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as exc:
                 out, problem, consumed = b"", f"corrupt {kind} data: {exc}", 0
             parts.append(out)

@@ -32,6 +32,7 @@ class LimitReached(Exception):
         super().__init__(reason)
         self.reason = reason
         self.where: str | None = None  # container chain, filled in by the innermost decoder
+        self.member: str | None = None  # local name of the member being decoded, if a handler knows it
 
 
 @dataclass(frozen=True, slots=True)

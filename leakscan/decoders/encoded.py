@@ -8,10 +8,10 @@ mostly printable UTF-8 (or as a gzip stream) become layers, named `<kind>@<offse
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from collections.abc import Iterator
+from urllib.parse import unquote_to_bytes
 
 from .base import Child, Context, Problem, looks_text
 
@@ -19,6 +19,7 @@ MIN_B64 = 24
 MIN_HEX = 32
 MAX_RUN = 64 << 20  # longer runs are not decoded
 MAX_LAYERS = 1000  # encoded layers per kind per parent layer
+MAX_CANDIDATES = 100_000  # runs/spans examined per kind per parent layer (bounds adversarial input)
 SAMPLE = 64  # characters decoded before deciding to decode a whole run
 EDGE = 256  # how far a percent/\u span is extended to the left over word characters
 
@@ -39,7 +40,8 @@ _URL_TO_STD = bytes.maketrans(b"-_", b"+/")
 
 
 def _b64decode(run: bytes, url: bool) -> bytes | None:
-    run = run[: len(run) - len(run) % 4] if len(run) % 4 != 1 else run[:-1]
+    if len(run) % 4 == 1:  # one dangling character encodes nothing
+        run = run[:-1]
     if url:
         run = run.translate(_URL_TO_STD)
     pad = -len(run) % 4
@@ -79,15 +81,25 @@ def alphabet_runs(data: bytes) -> Iterator[tuple[int, int]]:
         a = nxt
 
 
-def _base64_and_hex(data: bytes) -> Iterator[Child]:
-    b64 = hexes = 0
+def _base64_and_hex(data: bytes) -> Iterator[Child | Problem]:
+    b64 = hexes = tried = 0
     for start, end in alphabet_runs(data):
-        run = data[start:end]
-        n = len(run)
-        if n < MIN_B64 or n > MAX_RUN:
+        n = end - start
+        if n > MAX_RUN:
             continue
-        if _HEX_ONLY.fullmatch(run):
-            if n < MIN_HEX or hexes >= MAX_LAYERS:
+        run = data[start:end]
+        # cheap rejections first: identifiers, paths and words are all one case; base64 is not
+        hexrun = _HEX_ONLY.fullmatch(run) is not None
+        if not hexrun and (run.islower() or run.isupper()):
+            continue
+        if hexrun and n < MIN_HEX:
+            continue
+        tried += 1
+        if tried > MAX_CANDIDATES:
+            yield _too_many("base64/hex")
+            return
+        if hexrun:
+            if hexes >= MAX_LAYERS:
                 continue
             run = run[: n & ~1]
             if not looks_text(bytes.fromhex(run[:SAMPLE].decode())):
@@ -97,9 +109,9 @@ def _base64_and_hex(data: bytes) -> Iterator[Child]:
                 hexes += 1
                 yield Child(f"hex@{start}", out, "hex", encoded=True)
             continue
-        # identifiers, paths and words are all one case; base64 of anything is not
-        if run.islower() or run.isupper() or b64 >= MAX_LAYERS:
+        if b64 >= MAX_LAYERS:
             continue
+        run = run.rstrip(b"=")
         url = b"-" in run or b"_" in run
         if url and (b"+" in run or b"/" in run):
             continue  # both alphabets: a path or an identifier, not base64
@@ -111,18 +123,26 @@ def _base64_and_hex(data: bytes) -> Iterator[Child]:
             yield Child(f"base64@{start}", out, "base64", encoded=True)
 
 
+def _too_many(kind: str) -> Problem:
+    return Problem(f"encoded-text candidate limit ({MAX_CANDIDATES} {kind} runs) reached; the rest of the layer was not searched for {kind}")
+
+
 def _spans(data: bytes, run_re: re.Pattern[bytes], left_re: re.Pattern[bytes]) -> Iterator[tuple[int, bytes]]:
-    for m in run_re.finditer(data):
+    for seen, m in enumerate(run_re.finditer(data)):
+        if seen >= MAX_CANDIDATES:
+            yield -1, b""
+            return
         start = m.start()
         start -= left_re.match(data[max(0, start - EDGE) : start][::-1]).end()  # back over the word
         yield start, data[start : m.end()]
 
 
-def _percent(data: bytes) -> Iterator[Child]:
-    from urllib.parse import unquote_to_bytes
-
+def _percent(data: bytes) -> Iterator[Child | Problem]:
     count = 0
     for start, span in _spans(data, _PCT_RUN, _PCT_LEFT):
+        if start < 0:
+            yield _too_many("percent-encoded")
+            return
         out = unquote_to_bytes(span)
         if len(out) >= 8 and out != span and looks_text(out):
             yield Child(f"percent@{start}", out, "percent", encoded=True)
@@ -131,9 +151,12 @@ def _percent(data: bytes) -> Iterator[Child]:
                 return
 
 
-def _u_escapes(data: bytes) -> Iterator[Child]:
+def _u_escapes(data: bytes) -> Iterator[Child | Problem]:
     count = 0
     for start, span in _spans(data, _UESC_RUN, _UESC_LEFT):
+        if start < 0:
+            yield _too_many("\\u-escaped")
+            return
         parts: list[str] = []
         pos = 0
         for m in _UESC.finditer(span):
