@@ -1,6 +1,6 @@
 """Full-history scan speed against the floor of reading every object once.
 
-Builds (once, cached in benchmarks/.corpus/) a repository of thousands of commits made from the
+Builds (once, cached in the user cache dir, outside this repo) a repository of thousands of commits made from the
 Python standard library on this machine, > 1 GB of unique blob data, with tokens planted in
 some commits (some removed again, some on a side branch, some only in commit messages), then
 prints in one run:
@@ -25,6 +25,8 @@ import sysconfig
 import tempfile
 import time
 from pathlib import Path
+
+import platformdirs
 
 from leakscan.examples import expand
 
@@ -88,7 +90,7 @@ def main() -> None:
     ap.add_argument("--commits", type=int, default=3000)
     ap.add_argument("--files-per-commit", type=int, default=22)
     args = ap.parse_args()
-    corpus = HERE / ".corpus" / f"history-{args.commits}x{args.files_per_commit}.git"
+    corpus = Path(platformdirs.user_cache_dir("leakscan")) / "bench" / f"history-{args.commits}x{args.files_per_commit}.git"
     tokens_file = corpus.with_suffix(".tokens.json")
     if not corpus.exists():
         print(f"building {corpus.name} …", flush=True)

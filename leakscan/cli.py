@@ -82,8 +82,10 @@ def _summary(result: ScanResult) -> str:
         extra.append(f"{len(result.skipped)} skipped")
     tail = f" ({', '.join(extra)})" if extra else ""
     what = f"{result.stats.files} files"
-    if result.stats.objects:
+    if result.stats.objects or result.stats.incremental:
         what = f"{result.stats.objects} git objects and {what}"
+    if result.stats.incremental:
+        what += " (history new since the last scan, and blobs that had findings)"
     return f"{head}{tail} — scanned {what}, {mb:.1f} MB in {result.stats.seconds:.2f} s"
 
 

@@ -117,12 +117,12 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
     files_bytes = files_count = 0
     if options.work_tree and not repo.bare and not partial:
         tree = repo.head_tree()
-        for entry in walk(repo.path, include_deps=include_deps):
+        for entry in _worktree_entries(repo, include_deps):
             if isinstance(entry, Skip):
                 result.skipped.append(entry)
                 continue
             if entry.path in tree and _blob_id(entry, repo.object_format) == tree[entry.path]:
-                continue
+                continue  # HEAD's committed content: the history scan covered it
             got, skip = scanner.scan_file(entry)
             files_bytes += entry.size
             files_count += 1
@@ -139,7 +139,8 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
                 + [(f.commit, COMMIT_MESSAGE_PATH, "commit-message") for f in message_findings],
                 replace=previous is None)  # fmt: skip
             store.record_repo_tips(repo_id, key, tips)
-    result.stats = ScanStats(files=files_count, objects=objects, bytes=bytes_scanned + files_bytes)
+    result.stats = ScanStats(files=files_count, objects=objects, bytes=bytes_scanned + files_bytes,
+                             incremental=previous is not None)  # fmt: skip
     finish(result, found + message_findings + files, suppressions)
     result.stats.seconds = time.monotonic() - started
     return result
@@ -248,6 +249,15 @@ def _attribute(repo: GitRepo, repo_id: str, store: Store | None, blob_findings: 
                 f.extra.update(author=author, date=date)
             else:  # an unreachable blob: no commit introduced it
                 f.extra.update(author=None, date=None)
+
+
+def _worktree_entries(repo: GitRepo, include_deps: bool):
+    """The files git would consider (tracked, or untracked and not ignored), as the file walker
+    sees them: regular files only, no symlinks followed, virtualenvs skipped."""
+    wanted = set(repo.worktree_files())
+    for entry in walk(repo.path, include_deps=include_deps):
+        if isinstance(entry, Skip) or entry.path in wanted:
+            yield entry
 
 
 def _blob_id(entry: FileEntry, object_format: str) -> str | None:

@@ -26,6 +26,7 @@ BATCH_BYTES = 8 << 20
 class ScanStats:
     files: int = 0
     objects: int = 0  # git blobs read from history
+    incremental: bool = False  # only history new since the last scan was walked
     bytes: int = 0
     seconds: float = 0.0
 

@@ -193,3 +193,18 @@ def test_worker_processes_give_identical_output(history, tmp_path):
     two = leakscan("scan", r.path, "-f", "json", "--no-cache", "-j", "2")
     three = leakscan("scan", r.path, "-f", "json", "--no-cache", "-j", "3")
     assert one.json == two.json == three.json and len(one.json) == 8
+
+
+def test_work_tree_files_git_would_push_but_not_ignored_ones(tmp_path):
+    r = Repo(tmp_path / "repo")
+    r.commit({".gitignore": "secrets/\n", "app.py": "print(1)\n"}, "init")
+    untracked, ignored, edited = token(HF, "u"), token(HF, "i"), token(HF, "e")
+    (r.path / "notes.txt").write_text(f"token {untracked}\n")
+    (r.path / "secrets").mkdir()
+    (r.path / "secrets" / "prod.env").write_text(f"HF_TOKEN={ignored}\n")
+    (r.path / "app.py").write_text(f"print(1)\nT = '{edited}'\n")
+    run = leakscan("scan", r.path, "-f", "json", "--no-cache")
+    assert [(f["path"], f["source"], f["secret"]) for f in run.json] == [
+        ("app.py", "file", edited), ("notes.txt", "file", untracked)]
+    # --no-history is a plain folder scan: ignored files too
+    assert ignored in leakscan("scan", r.path, "-f", "json", "--no-history").out

@@ -759,6 +759,18 @@ class GitRepo:
             self._head = tree
         return tree
 
+    def worktree_files(self) -> list[str]:
+        """Paths (relative, '/'-separated) of the work tree's files that git would consider:
+        tracked ones and untracked ones that are not ignored. `ls-files` reads the index and the
+        ignore rules only; it runs no filter, hook or fsmonitor."""
+        if self.bare:
+            return []
+        code, out, err = self._run(["-C", str(self.path), f"--work-tree={self.path}", "ls-files", "-z", "--full-name", "--cached", "--others",
+                                    "--exclude-standard", "--deduplicate"])  # fmt: skip
+        if code != 0:
+            raise GitSourceError(f"cannot list the work tree: {_first_line(err)}")
+        return sorted({_text(p) for p in out.split(b"\0") if p})
+
     def head_blobs(self, rev: str = "HEAD") -> frozenset[str]:
         """The set of blob oids in HEAD's tree: is a secret's blob still present at the tip?"""
         return frozenset(self.head_tree(rev).values())
