@@ -16,6 +16,7 @@ import click
 import typer
 
 from . import __version__
+from .decoders import Limits
 from .detectors import DetectorError, RuleSet, load_rules
 from .findings import Suppressions, SuppressionError, read_baseline, read_ignore_file
 from .report import render
@@ -127,6 +128,12 @@ def scan(
     rev_range: Annotated[Optional[str], typer.Option("--range", metavar="A..B", help="Only the history that A..B adds.")] = None,
     db: Annotated[Optional[Path], typer.Option("--db", help="The SQLite store (scan cache); default in the user cache dir.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor update the scan cache.")] = False,
+    no_decode: Annotated[bool, typer.Option("--no-decode", help="Scan raw bytes only: no archives, notebooks, pickles or encodings.")] = False,
+    max_decoded_mb: Annotated[int, typer.Option("--max-decoded-mb", min=1, help="Decoded bytes allowed per blob, in MiB.")] = Limits.max_decoded_bytes >> 20,
+    max_depth: Annotated[int, typer.Option("--max-depth", min=1, max=20, help="Nesting depth of archives and formats.")] = Limits.max_depth,
+    max_members: Annotated[int, typer.Option("--max-archive-members", min=1, help="Members read per archive.")] = Limits.max_members,
+    max_ratio: Annotated[float, typer.Option("--max-ratio", min=1.0, help="Compression ratio beyond which a member is a bomb.")] = Limits.max_ratio,
+    decode_timeout: Annotated[float, typer.Option("--decode-timeout", min=0.1, help="Seconds of decoding per blob.")] = Limits.max_seconds,
 ) -> None:
     """Scan a directory, a file or a git repository (all of its history) for leaked credentials."""
     if not path.exists():
@@ -143,8 +150,12 @@ def scan(
             suppressions.baseline = read_baseline(baseline)
     except SuppressionError as exc:
         raise UserError(str(exc)) from None
+    limits = None if no_decode else Limits(
+        max_decoded_bytes=max_decoded_mb << 20, max_depth=max_depth, max_members=max_members,
+        max_ratio=max_ratio, max_seconds=decode_timeout,
+    )  # fmt: skip
     try:
-        scanner = Scanner(ruleset, engine.value)
+        scanner = Scanner(ruleset, engine.value, limits)
     except RuntimeError as exc:
         raise UserError(str(exc)) from None
     repo = None if no_history or path.is_file() else _open_repo(path)

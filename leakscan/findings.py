@@ -94,9 +94,12 @@ def read_baseline(path: Path) -> set[str]:
         items = json.loads(text) if text.lstrip().startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
     except ValueError as exc:
         raise SuppressionError(f"baseline {path} is not a leakscan JSON report: {exc}") from None
-    if not isinstance(items, list) or not all(isinstance(i, dict) and "fingerprint" in i for i in items):
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise SuppressionError(f"baseline {path} is not a leakscan JSON report")
+    findings = [i for i in items if i.get("type", "finding") == "finding"]
+    if not all("fingerprint" in i for i in findings):
         raise SuppressionError(f"baseline {path} is not a leakscan JSON report (no fingerprints)")
-    return {i["fingerprint"] for i in items}
+    return {i["fingerprint"] for i in findings}
 
 
 def dedupe(findings: Iterable[Finding]) -> list[Finding]:

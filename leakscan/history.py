@@ -11,6 +11,7 @@ longer reachable (a force-push, a deleted branch), it walks everything again.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from datetime import datetime, timezone
 from collections.abc import Iterable
@@ -21,7 +22,7 @@ from .findings import Suppressions
 from .model import Finding, Origin, Skip
 from .scan import PARALLEL_MIN_BYTES, ScanResult, ScanStats, Scanner, default_jobs, finish, map_batches, worker_scanner
 from .sources.files import FileEntry, walk
-from .sources.git import BlobReader, GitBlob, GitMessage, GitRepo, GitWarning, open_repo
+from .sources.git import BlobReader, GitBlob, GitRepo, GitWarning, open_repo
 from .store import Store
 
 COMMIT_MESSAGE_PATH = "(commit message)"
@@ -60,7 +61,7 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
     # 1. blobs: new ones, plus those that had findings before (their findings are reported again)
     batch = BlobBatch()
     if not known and not options.all_objects and jobs <= 1:
-        batch.take(scanner, repo.blob_contents(**walk_args))
+        batch.take(scanner, repo.blob_contents(**walk_args), lfs_store=_lfs_store(repo))
     else:
         todo = [item for item in repo.blobs(all_objects=options.all_objects and not partial, **walk_args)
                 if isinstance(item, GitWarning) or known.get(item.oid, 1) > 0]  # fmt: skip
@@ -74,31 +75,29 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
             for part in map_batches(scanner, _scan_shard, shards, jobs):
                 batch.merge(part)
         else:
-            batch.take(scanner, repo.read_blobs(todo))
+            batch.take(scanner, repo.read_blobs(todo), lfs_store=_lfs_store(repo))
     result.skipped.extend(batch.skipped)
     found, scanned, objects, bytes_scanned = batch.found, batch.scanned, batch.objects, batch.bytes
     blob_findings: dict[str, list[Finding]] = {}
     for f in found:
         blob_findings.setdefault(f.extra["blob"], []).append(f)
 
-    # 2. commit and tag messages
-    message_findings: list[Finding] = []
-    for msg in repo.messages(**walk_args):
-        if isinstance(msg, GitWarning):
-            result.skipped.append(msg.to_skip())
-            continue
-        got = scanner.scan_bytes(msg.message, Origin(COMMIT_MESSAGE_PATH, "commit-message", msg.oid))
-        for f in got:
-            f.extra.update(author=msg.author, date=msg.date)
-        message_findings.extend(got)
+    # 2. commit and tag messages (and, incrementally, the older ones that had findings)
+    messages = repo.messages(**walk_args)
     if previous is not None and store is not None:
         old = [oid for oid, _ in store.objects_with_findings(repo_id, key, "commit-message")]
-        for msg in repo.messages_of(old):
-            if isinstance(msg, GitMessage) and not any(f.commit == msg.oid for f in message_findings):
-                got = scanner.scan_bytes(msg.message, Origin(COMMIT_MESSAGE_PATH, "commit-message", msg.oid))
-                for f in got:
-                    f.extra.update(author=msg.author, date=msg.date)
-                message_findings.extend(got)
+        messages = itertools.chain(messages, repo.messages_of(old))
+    message_findings: list[Finding] = []
+    seen_messages: set[str] = set()
+    for msg in messages:
+        if isinstance(msg, GitWarning):
+            result.skipped.append(msg.to_skip())
+        elif msg.oid not in seen_messages:
+            seen_messages.add(msg.oid)
+            got = scanner.scan_bytes(msg.message, Origin(COMMIT_MESSAGE_PATH, "commit-message", msg.oid))
+            for f in got.findings:
+                f.extra.update(author=msg.author, date=msg.date)
+            message_findings += got.findings
 
     message_findings = _oldest(message_findings, key=lambda f: (f.detector, f.secret_sha256))
 
@@ -123,12 +122,11 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
                 continue
             if entry.path in tree and _blob_id(entry, repo.object_format) == tree[entry.path]:
                 continue  # HEAD's committed content: the history scan covered it
-            got, skip = scanner.scan_file(entry)
+            got = scanner.scan_file(entry, lfs_store=_lfs_store(repo))
             files_bytes += entry.size
             files_count += 1
-            files.extend(got)
-            if skip:
-                result.skipped.append(skip)
+            files += got.findings
+            result.skipped += got.skipped
 
     if store is not None:
         store.record_objects(key, scanned)
@@ -156,17 +154,19 @@ class BlobBatch:
     objects: int = 0
     bytes: int = 0
 
-    def take(self, scanner: Scanner, items: Iterable[tuple[GitBlob, BlobReader] | GitWarning]) -> BlobBatch:
+    def take(self, scanner: Scanner, items: Iterable[tuple[GitBlob, BlobReader] | GitWarning],
+             lfs_store: Path | None = None) -> BlobBatch:  # fmt: skip
         for item in items:
             if isinstance(item, GitWarning):
                 self.skipped.append(item.to_skip())
                 continue
             blob, read = item
-            got = scanner.scan_stream(read, blob.origin())
-            for f in got:
+            got = scanner.scan_stream(read, blob.origin(), lfs_store=lfs_store)
+            for f in got.findings:
                 f.extra["blob"] = blob.oid
-            self.found.extend(got)
-            self.scanned.append((blob.oid, len(got)))
+            self.found += got.findings
+            self.skipped += got.skipped
+            self.scanned.append((blob.oid, len(got.findings)))
             self.objects += 1
             self.bytes += blob.size
         return self
@@ -194,7 +194,8 @@ def _shards(items: list[GitBlob | GitWarning], n: int) -> list[list[GitBlob | Gi
 def _scan_shard(job: tuple[str, list[GitBlob | GitWarning]]) -> BlobBatch:
     """In a worker process: its own `git cat-file --batch` over its run of blobs."""
     path, items = job
-    return BlobBatch().take(worker_scanner(), open_repo(path).read_blobs(items))
+    repo = open_repo(path)
+    return BlobBatch().take(worker_scanner(), repo.read_blobs(items), lfs_store=_lfs_store(repo))
 
 
 def _oldest(findings: list[Finding], key) -> list[Finding]:
@@ -249,6 +250,11 @@ def _attribute(repo: GitRepo, repo_id: str, store: Store | None, blob_findings: 
                 f.extra.update(author=author, date=date)
             else:  # an unreachable blob: no commit introduced it
                 f.extra.update(author=None, date=None)
+
+
+def _lfs_store(repo: GitRepo) -> Path:
+    """Where git-lfs keeps fetched content: scanned in place of the pointers naming it."""
+    return repo.git_dir / "lfs" / "objects"
 
 
 def _worktree_entries(repo: GitRepo, include_deps: bool):

@@ -50,7 +50,7 @@ class Skip:
     container: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"type": "skipped", **asdict(self)}
 
 
 @dataclass(slots=True)
@@ -74,6 +74,7 @@ class Finding:
 
     def to_dict(self, *, redact: bool = False) -> dict[str, Any]:
         data = {
+            "type": "finding",
             "detector": self.detector,
             "provider": self.provider,
             "description": self.description,

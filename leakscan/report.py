@@ -25,12 +25,14 @@ _VERIFICATION_STYLE = {"verified": "bold red", "invalid": "dim", "unknown": "yel
 def render(fmt: str, findings: Sequence[Finding], out: IO[str], *, skipped: Sequence[Skip] = (),
            ruleset: RuleSet | None = None, redact: bool = False, summary: str = "",
            color: bool = False) -> None:  # fmt: skip
-    if fmt == "json":
-        json.dump([f.to_dict(redact=redact) for f in findings], out, indent=2)
-        out.write("\n")
-    elif fmt == "jsonl":
-        for f in findings:
-            out.write(json.dumps(f.to_dict(redact=redact)) + "\n")
+    if fmt in ("json", "jsonl"):
+        # findings, then what could not be scanned and why ("type" tells them apart)
+        items = [f.to_dict(redact=redact) for f in findings] + [s.to_dict() for s in skipped]
+        if fmt == "json":
+            json.dump(items, out, indent=2)
+            out.write("\n")
+        else:
+            out.writelines(json.dumps(i) + "\n" for i in items)
     elif fmt == "sarif":
         json.dump(sarif(findings, skipped, ruleset, redact=redact), out, indent=2)
         out.write("\n")

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .detectors import RuleSet
 from .findings import Suppressions, dedupe, make_finding
 from .locate import locate_stream
-from .matcher import Matcher, bytes_reader
+from .decoders import Limits, decode, is_lfs_pointer, lfs_oid, sniff
+from .matcher import CHUNK_SIZE, Matcher, bytes_reader
 from .model import Finding, Origin, Skip
 from .sources.files import FileEntry, walk
 
@@ -39,16 +43,48 @@ class ScanResult:
     suppressed: int = 0
 
 
-class Scanner:
-    """One detector set compiled once; scans byte streams into findings."""
+@dataclass
+class Scanned:
+    """What scanning one blob gave."""
 
-    def __init__(self, ruleset: RuleSet, engine: str | None = None) -> None:
+    findings: list[Finding] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+
+
+WHOLE_BLOB = CHUNK_SIZE  # blobs up to this size are read whole, so their layers can be decoded
+_STRUCTURED = frozenset({"zip", "tar", "gzip", "bz2", "xz", "notebook", "pickle", "safetensors", "gguf"})
+
+
+class Scanner:
+    """One detector set compiled once; scans byte streams into findings, decoded layers
+    (archives, notebooks, pickles, encodings…) included unless `limits` is None."""
+
+    def __init__(self, ruleset: RuleSet, engine: str | None = None, limits: Limits | None = Limits()) -> None:
         self.ruleset = ruleset
         self.matcher = Matcher(ruleset, engine)
+        self.limits = limits
         self._rules = ruleset.by_id
-        self.cache_key = f"{ruleset.digest}.{SCANNER_FORMAT}"
+        decoding = "raw" if limits is None else hashlib.sha256(repr(limits).encode()).hexdigest()[:8]
+        self.cache_key = f"{ruleset.digest}.{SCANNER_FORMAT}.{decoding}"
 
-    def scan_stream(self, read: Callable[[int], bytes], origin: Origin) -> list[Finding]:
+    def scan_stream(self, read: Callable[[int], bytes], origin: Origin, *,
+                    lfs_store: Path | None = None) -> Scanned:  # fmt: skip
+        """Small blobs and structured formats (within the decoded-bytes limit) are read whole
+        and decoded; anything else is streamed through the matcher in chunks."""
+        head = read(WHOLE_BLOB)
+        if len(head) < WHOLE_BLOB:
+            return self._scan_whole(head, origin, lfs_store)
+        if self.limits is not None and sniff(head, origin.path) in _STRUCTURED:
+            budget = self.limits.max_decoded_bytes
+            rest = read(budget - len(head) + 1) if budget > len(head) else b""
+            data = head + rest
+            if len(data) <= budget:
+                return self._scan_whole(data, origin, lfs_store)
+            why = f"too large to decode: over the {budget >> 20} MiB decoded-bytes limit; scanned as raw bytes"
+            return Scanned(self._raw(_chain(data, read), origin), [Skip(origin.path, why, origin.container)])
+        return Scanned(self._raw(_chain(head, read), origin))
+
+    def _raw(self, read: Callable[[int], bytes], origin: Origin) -> list[Finding]:
         out = []
         for cand, loc in locate_stream(self.matcher, read):
             rule = self._rules[cand.rule_id]
@@ -57,15 +93,87 @@ class Scanner:
             out.append(make_finding(rule, cand, loc, origin))
         return out
 
-    def scan_bytes(self, data: bytes, origin: Origin) -> list[Finding]:
+    def _scan_whole(self, data: bytes, origin: Origin, lfs_store: Path | None) -> Scanned:
+        if self.limits is None:
+            return Scanned(self._raw(bytes_reader(data), origin))
+        if is_lfs_pointer(data):  # its oid is not a secret; the content it names may hold one
+            return self._scan_lfs_object(lfs_oid(data), origin, lfs_store)
+        result = Scanned(self._raw(bytes_reader(data), origin))
+        layered: list[Finding] = []
+        for item in decode(origin.path, data, self.limits):
+            where = _join(origin.container, item.container)
+            if isinstance(item, Skip):
+                result.skipped.append(Skip(origin.path, item.reason, where))
+            else:
+                layered += self._raw(bytes_reader(item.data), replace(origin, container=where))
+        if layered:
+            # A secret found in a decoded layer is reported there (with its container), not
+            # again as the raw bytes of the notebook or archive that hold it, nor as the
+            # "generic" high-entropy base64/hex text it was encoded into.
+            inner = {(f.detector, f.secret_sha256) for f in layered}
+            secrets = [f.secret.encode() for f in layered]
+            result.findings = [f for f in result.findings if (f.detector, f.secret_sha256) not in inner
+                               and not (f.generic and _encodes_any(f.secret, secrets))] + layered  # fmt: skip
+        return result
+
+    def _scan_lfs_object(self, oid: str | None, origin: Origin, lfs_store: Path | None) -> Scanned:
+        if oid is None or lfs_store is None:
+            return Scanned()
+        path = lfs_store / oid[:2] / oid[2:4] / oid
+        try:
+            with open(path, "rb", buffering=0) as fh:
+                return self.scan_stream(_reader(fh), replace(origin, container=_join(origin.container, "lfs")))
+        except FileNotFoundError:
+            return Scanned()  # content not fetched (GIT_LFS_SKIP_SMUDGE): only the pointer exists
+        except OSError as exc:
+            return Scanned([], [Skip(origin.path, f"LFS object unreadable: {exc.strerror or exc}", origin.container)])
+
+    def scan_bytes(self, data: bytes, origin: Origin) -> Scanned:
         return self.scan_stream(bytes_reader(data), origin)
 
-    def scan_file(self, entry: FileEntry) -> tuple[list[Finding], Skip | None]:
+    def scan_file(self, entry: FileEntry, lfs_store: Path | None = None) -> Scanned:
         try:
             with open(entry.abspath, "rb", buffering=0) as fh:
-                return self.scan_stream(_reader(fh), Origin(entry.path)), None
+                return self.scan_stream(_reader(fh), Origin(entry.path), lfs_store=lfs_store)
         except OSError as exc:
-            return [], Skip(entry.path, f"unreadable: {exc.strerror or exc}")
+            return Scanned([], [Skip(entry.path, f"unreadable: {exc.strerror or exc}")])
+
+
+def _encodes_any(text: str, secrets: list[bytes]) -> bool:
+    """Whether `text` is base64, base64url or hex of something holding one of `secrets`."""
+    raw = text.encode()
+    decoded = []
+    for decoder in (base64.b64decode, base64.urlsafe_b64decode):
+        try:
+            decoded.append(decoder(raw + b"=" * (-len(raw) % 4)))
+        except (binascii.Error, ValueError):
+            pass
+    try:
+        decoded.append(bytes.fromhex(text))
+    except ValueError:
+        pass
+    return any(s in d for d in decoded for s in secrets)
+
+
+def _join(outer: str | None, inner: str | None) -> str | None:
+    return "!".join(p for p in (outer, inner) if p) or None
+
+
+def _chain(head: bytes, read: Callable[[int], bytes]) -> Callable[[int], bytes]:
+    """read(n) over `head` then whatever `read` still gives."""
+    buf = bytearray(head)
+
+    def chained(n: int) -> bytes:
+        while len(buf) < n:
+            more = read(max(n - len(buf), 1 << 20))
+            if not more:
+                break
+            buf.extend(more)
+        out = bytes(buf[:n])
+        del buf[:n]
+        return out
+
+    return chained
 
 
 def _reader(fh) -> Callable[[int], bytes]:
@@ -105,10 +213,9 @@ def _scan_batch(batch: list[FileEntry]) -> tuple[list[Finding], list[Skip]]:
     scanner = worker_scanner()
     findings, skipped = [], []
     for entry in batch:
-        found, skip = scanner.scan_file(entry)
-        findings.extend(found)
-        if skip:
-            skipped.append(skip)
+        got = scanner.scan_file(entry)
+        findings += got.findings
+        skipped += got.skipped
     return findings, skipped
 
 

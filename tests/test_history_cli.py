@@ -2,42 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from helpers import GHP, HF, OPENAI, leakscan, token
-
-
-class Repo:
-    def __init__(self, path: Path, bare: bool = False) -> None:
-        self.path = path
-        self.n = 0
-        path.mkdir(parents=True, exist_ok=True)
-        self.git("init", "-q", "-b", "main", *(["--bare"] if bare else []), ".")
-
-    def git(self, *args: str, input: str | None = None) -> str:
-        self.n += 1
-        stamp = f"2026-01-01T00:{self.n // 60:02d}:{self.n % 60:02d}+00:00"
-        env = {**os.environ, "GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "ada@example.org",
-               "GIT_COMMITTER_NAME": "Ada", "GIT_COMMITTER_EMAIL": "ada@example.org",
-               "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}  # fmt: skip
-        return subprocess.run(["git", *args], cwd=self.path, env=env, check=True, capture_output=True,
-                              text=True, input=input).stdout.strip()  # fmt: skip
-
-    def commit(self, files: dict[str, str | None], message: str = "change") -> str:
-        for name, text in files.items():
-            p = self.path / name
-            if text is None:
-                self.git("rm", "-q", name)
-                continue
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(text)
-            self.git("add", name)
-        self.git("commit", "-q", "-m", message)
-        return self.git("rev-parse", "HEAD")
+from helpers import GHP, HF, OPENAI, Repo, leakscan, token
 
 
 def findings(run) -> list[tuple]:
