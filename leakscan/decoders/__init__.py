@@ -127,7 +127,8 @@ def _run(ctx: Context, path: str, items: Iterator[Child | Problem], fmt: str, ch
             except StopIteration as stop:
                 return stop.value is not False
             if isinstance(item, Problem):
-                yield Skip(path, item.reason, _join(chain, item.name) or None)
+                if enc == 0:  # inside guessed base64/hex, a format that fails was likely no format
+                    yield Skip(path, item.reason, _join(chain, item.name) or None)
             else:
                 yield from _child(ctx, path, item, chain, depth, enc)
     except (LimitReached, GeneratorExit):

@@ -32,7 +32,9 @@ _HEX_ONLY = re.compile(rb"[0-9A-Fa-f]+")
 # literal-first patterns: `re` then skips ahead with a fast search for the literal
 _PCT_RUN = re.compile(rb"%[0-9A-Fa-f]{2}(?:[^\s\"'<>%`]{0,64}%[0-9A-Fa-f]{2})*[^\s\"'<>%`]{0,64}")
 _PCT_LEFT = re.compile(rb"[^\s\"'<>%`]*")
-_UESC_RUN = re.compile(rb"\\u[0-9A-Fa-f]{4}(?:[^\s\"'\\]{0,64}\\u[0-9A-Fa-f]{4})*[^\s\"'\\]{0,64}")
+# Only escapes of ASCII characters can hide (part of) a token: secrets are ASCII, and text whose
+# escapes are all é, ü or emoji reveals nothing new when decoded. This skips most source code.
+_UESC_RUN = re.compile(rb"\\u00[0-7][0-9A-Fa-f](?:[^\s\"'\\]{0,64}\\u[0-9A-Fa-f]{4})*[^\s\"'\\]{0,64}")
 _UESC_LEFT = re.compile(rb"[^\s\"'\\]*")
 _UESC = re.compile(rb"\\u([0-9A-Fa-f]{4})")
 _GZIP = b"\x1f\x8b\x08"
@@ -208,5 +210,5 @@ def find_encoded(data: bytes, name: str, ctx: Context) -> Iterator[Child | Probl
     if b"%" in data:
         yield from _percent(data)
         ctx.tick()
-    if b"\\u" in data:
+    if b"\\u00" in data:
         yield from _u_escapes(data)
