@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(PY) fixtures/make_demo.py $(DEMO)
-	$(VENV)/bin/leakscan scan $(DEMO); test $$? -le 1
+	$(VENV)/bin/leakscan scan $(DEMO)/model-repo; test $$? -le 1
 
 test: setup
 	$(PY) -m pytest -n 2 -q
