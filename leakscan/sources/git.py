@@ -627,9 +627,18 @@ class GitRepo:
         procs = _Procs()
         walk, warnings = self._plan(self._walk(rev_range, since, reflogs))
         yield from warnings
+        all_tags = rev_range is None and not isinstance(since, str)  # tags are few: always all
+        items = itertools.chain(self._commit_ids(walk, procs), self._tag_ids() if all_tags else ())
+        yield from self._read_messages(items, procs)
+
+    def messages_of(self, oids: Sequence[str]) -> Iterator[GitMessage | GitWarning]:
+        """The messages of these commits and annotated tags, by id."""
+        kinds = dict(self._object_types(self.existing(oids)))
+        items = [_Obj(oid, kind) for oid, kind in kinds.items() if kind in ("commit", "tag")]
+        yield from self._read_messages(items, _Procs())
+
+    def _read_messages(self, items: Iterable[_Obj], procs: _Procs) -> Iterator[GitMessage | GitWarning]:
         try:
-            all_tags = rev_range is None and not isinstance(since, str)  # tags are few: always all
-            items = itertools.chain(self._commit_ids(walk, procs), self._tag_ids() if all_tags else ())
             for item in self.read_blobs(items, _procs=procs):
                 if isinstance(item, GitWarning):
                     yield item
@@ -639,18 +648,15 @@ class GitRepo:
         finally:
             procs.kill()
 
-    def messages_of(self, commits: Sequence[str]) -> Iterator[GitMessage | GitWarning]:
-        """The messages of these commits (or annotated tags), by id."""
-        procs = _Procs()
-        try:
-            for item in self.read_blobs([_Obj(oid, "commit") for oid in self.existing(commits)], _procs=procs):
-                if isinstance(item, GitWarning):
-                    yield item
-                    continue
-                obj, read = item
-                yield _parse_message(obj.oid, obj.path, read(-1))
-        finally:
-            procs.kill()
+    def _object_types(self, oids: Sequence[str]) -> Iterator[tuple[str, str]]:
+        if not oids:
+            return
+        code, out, _ = self._run(["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+                                 input="".join(f"{o}\n" for o in oids).encode())  # fmt: skip
+        for line in out.decode().splitlines():
+            oid, _, kind = line.partition(" ")
+            if kind and kind != "missing":
+                yield oid, kind
 
     def unreachable_from_refs(self, oids: Sequence[str]) -> list[str]:
         """Objects among (or behind) `oids` that no current ref reaches: empty when every one of
