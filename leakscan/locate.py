@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from .matcher import Matcher, bytes_reader
+from .matcher import CHUNK_SIZE, Matcher, bytes_reader
 from .model import Candidate, Location
 
 ALLOW_MARKER = b"leakscan:allow"
@@ -31,19 +31,24 @@ def locate_stream(matcher: Matcher, read: Callable[[int], bytes], chunk_size: in
             if nl >= 0:
                 last_newline = poff + nl
         prev = (data, offset)
-        counted, line = 0, lines_before + 1
-        for cand in sorted(cands, key=lambda c: c.start):
-            rel = cand.start - offset
-            line += data.count(b"\n", counted, rel)
-            counted = rel
-            nl = data.rfind(b"\n", 0, rel)
-            line_start = offset + nl + 1 if nl >= 0 else last_newline + 1
-            if line_start >= offset:
-                prefix = data[line_start - offset : rel]
-                column = len(prefix.decode("utf-8", "replace")) + 1
-            else:  # the line began in an earlier chunk; count bytes
-                column = cand.start - line_start + 1
-            yield cand, Location(line, column, cand.start, _allowed(data, rel, cand.end - offset))
+        yield from _locate(data, offset, cands, lines_before, last_newline)
+
+
+def _locate(data: bytes, offset: int, cands: list[Candidate], lines_before: int,
+            last_newline: int) -> Iterator[tuple[Candidate, Location]]:  # fmt: skip
+    counted, line = 0, lines_before + 1
+    for cand in sorted(cands, key=lambda c: c.start):
+        rel = cand.start - offset
+        line += data.count(b"\n", counted, rel)
+        counted = rel
+        nl = data.rfind(b"\n", 0, rel)
+        line_start = offset + nl + 1 if nl >= 0 else last_newline + 1
+        if line_start >= offset:
+            prefix = data[line_start - offset : rel]
+            column = len(prefix.decode("utf-8", "replace")) + 1
+        else:  # the line began in an earlier chunk; count bytes
+            column = cand.start - line_start + 1
+        yield cand, Location(line, column, cand.start, _allowed(data, rel, cand.end - offset))
 
 
 def _allowed(data: bytes, start: int, end: int) -> bool:
@@ -60,4 +65,9 @@ def _allowed(data: bytes, start: int, end: int) -> bool:
 
 
 def locate_bytes(matcher: Matcher, data: bytes) -> list[tuple[Candidate, Location]]:
-    return list(locate_stream(matcher, bytes_reader(data)))
+    """`locate_stream` for bytes in memory; one matcher call when they fit in a chunk (most
+    blobs), which spares the streaming machinery its per-blob cost."""
+    if len(data) > CHUNK_SIZE:
+        return list(locate_stream(matcher, bytes_reader(data)))
+    cands = matcher.scan(data)
+    return list(_locate(data, 0, cands, 0, -1)) if cands else []

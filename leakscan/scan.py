@@ -14,10 +14,10 @@ from pathlib import Path
 
 from .detectors import RuleSet
 from .findings import Suppressions, dedupe, make_finding
-from .locate import locate_stream
+from .locate import locate_bytes, locate_stream
 from .decoders import Limits, decode, is_lfs_pointer, lfs_oid, sniff
 from .matcher import CHUNK_SIZE, Matcher, bytes_reader
-from .model import Finding, Origin, Skip
+from .model import Candidate, Finding, Location, Origin, Skip
 from .sources.files import FileEntry, walk
 
 # Part of the scan-cache key: bump when what a scan of the same bytes yields changes.
@@ -85,8 +85,14 @@ class Scanner:
         return Scanned(self._raw(_chain(head, read), origin))
 
     def _raw(self, read: Callable[[int], bytes], origin: Origin) -> list[Finding]:
+        return self._findings(locate_stream(self.matcher, read), origin)
+
+    def _raw_bytes(self, data: bytes, origin: Origin) -> list[Finding]:
+        return self._findings(locate_bytes(self.matcher, data), origin)
+
+    def _findings(self, located: Iterable[tuple[Candidate, Location]], origin: Origin) -> list[Finding]:
         out = []
-        for cand, loc in locate_stream(self.matcher, read):
+        for cand, loc in located:
             rule = self._rules[cand.rule_id]
             if loc.allowed or any(p.search(origin.path) for p in rule.exclude_path_regexes):
                 continue
@@ -95,17 +101,17 @@ class Scanner:
 
     def _scan_whole(self, data: bytes, origin: Origin, lfs_store: Path | None) -> Scanned:
         if self.limits is None:
-            return Scanned(self._raw(bytes_reader(data), origin))
+            return Scanned(self._raw_bytes(data, origin))
         if is_lfs_pointer(data):  # its oid is not a secret; the content it names may hold one
             return self._scan_lfs_object(lfs_oid(data), origin, lfs_store)
-        result = Scanned(self._raw(bytes_reader(data), origin))
+        result = Scanned(self._raw_bytes(data, origin))
         layered: list[Finding] = []
         for item in decode(origin.path, data, self.limits):
             where = _join(origin.container, item.container)
             if isinstance(item, Skip):
                 result.skipped.append(Skip(origin.path, item.reason, where))
             else:
-                layered += self._raw(bytes_reader(item.data), replace(origin, container=where))
+                layered += self._raw_bytes(item.data, replace(origin, container=where))
         if layered:
             # A secret found in a decoded layer is reported there (with its container), not
             # again as the raw bytes of the notebook or archive that hold it, nor as the
