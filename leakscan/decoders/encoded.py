@@ -24,7 +24,8 @@ SAMPLE = 64  # characters decoded before deciding to decode a whole run
 EDGE = 256  # how far a percent/\u span is extended to the left over word characters
 
 _B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
-_B64_MASK = bytes(0x41 if i in _B64_CHARS else 0x2E for i in range(256))  # alphabet → 'A', rest → '.'
+_STD_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_MASK = bytes(0x41 if i in _STD_CHARS else 0x2E for i in range(256))  # alphabet → 'A', rest → '.'
 _B64_NEEDLE = b"A" * MIN_B64
 _B64_REST = re.compile(rb"[A-Za-z0-9+/_-]*")
 WINDOW = 16 << 20  # the mask is built a window at a time
@@ -58,28 +59,31 @@ def _decoded_ok(data: bytes | None) -> bool:
 
 
 def alphabet_runs(data: bytes) -> Iterator[tuple[int, int]]:
-    """(start, end) of every run of >= MIN_B64 base64/base64url/hex characters.
+    """(start, end) of every run of base64/base64url/hex characters that holds at least MIN_B64
+    characters of the standard alphabet in a row.
 
-    `bytes.translate` maps the alphabet to 'A' and everything else to '.', then `bytes.find`
-    looks for MIN_B64 'A's: both run at memory speed, unlike a regex with a leading class."""
+    `bytes.translate` maps the standard alphabet to 'A' and everything else to '.', then
+    `bytes.find` looks for MIN_B64 'A's: both run at memory speed, unlike a regex with a leading
+    class. `_` and `-` are left out of the mask so that snake_case and kebab-case identifiers,
+    the bulk of long runs in source code, never become candidates; a run found is then extended
+    over them, which recovers base64url. (A base64url run with no 24 characters free of `_` and
+    `-` in a row is missed: base64url is rarely used to encode text.)"""
     a = 0
-    while a < len(data):
+    n = len(data)
+    while a < n:
         mask = data[a : a + WINDOW].translate(_B64_MASK)
         pos = mask.find(_B64_NEEDLE)
         nxt = a + len(mask)
         while pos != -1:
             start = a + pos
-            if pos == 0 and a:  # the run began in the previous window
-                while start > 0 and data[start - 1] in _B64_CHARS:
-                    start -= 1
-            stop = mask.find(b".", pos + MIN_B64)
-            if stop == -1:  # the run reaches the end of the window
-                end = _B64_REST.match(data, a + len(mask)).end()
-                yield start, end
+            while start > 0 and data[start - 1] in _B64_CHARS:
+                start -= 1
+            end = _B64_REST.match(data, a + pos + MIN_B64).end()
+            yield start, end
+            if end >= a + len(mask):  # the run reaches past this window
                 nxt = end
                 break
-            yield start, a + stop
-            pos = mask.find(_B64_NEEDLE, stop)
+            pos = mask.find(_B64_NEEDLE, end - a)
         a = nxt
 
 
