@@ -22,7 +22,7 @@ from .findings import Suppressions
 from .model import Finding, Origin, Skip
 from .scan import PARALLEL_MIN_BYTES, ScanResult, ScanStats, Scanner, default_jobs, finish, map_batches, worker_scanner
 from .sources.files import FileEntry, walk
-from .sources.git import BlobReader, GitBlob, GitRepo, GitWarning, open_repo
+from .sources.git import Attribution, BlobReader, GitBlob, GitRepo, GitSourceError, GitWarning, open_repo
 from .store import Store
 
 COMMIT_MESSAGE_PATH = "(commit message)"
@@ -59,23 +59,31 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
         walk_args = {}
 
     # 1. blobs: new ones, plus those that had findings before (their findings are reported again)
+    known_attributions: dict[tuple[str, str], Attribution] = {}
+    listing = None
+    if not options.all_objects:
+        try:  # one `git log --raw` walk lists every blob with the commit that introduced it
+            intro = repo.introductions(**walk_args)
+            sizes = repo.sizes(list(intro))
+            listing = [GitBlob(oid, att.path, sizes.get(oid, 0)) for oid, att in intro.items()]
+            known_attributions = {(att.oid, att.path): att for att in intro.values()}
+        except GitSourceError:
+            listing = None  # damaged history: the rev-list walk below warns and goes on
+    if listing is None:
+        listing = list(repo.blobs(all_objects=options.all_objects and not partial, **walk_args))
+    todo = [item for item in listing if isinstance(item, GitWarning) or known.get(item.oid, 1) > 0]
+    if previous is not None and store is not None:
+        listed = {b.oid for b in todo if isinstance(b, GitBlob)}
+        todo += [GitBlob(oid, path, 0) for oid, path in store.objects_with_findings(repo_id, key, "history")
+                 if oid not in listed]  # fmt: skip
     batch = BlobBatch()
-    if not known and not options.all_objects and jobs <= 1:
-        batch.take(scanner, repo.blob_contents(**walk_args), lfs_store=_lfs_store(repo))
+    size = sum(b.size for b in todo if isinstance(b, GitBlob))
+    if jobs > 1 and (explicit_jobs or size >= PARALLEL_MIN_BYTES):
+        shards = [(str(repo.path), part) for part in _shards(todo, jobs)]
+        for part in map_batches(scanner, _scan_shard, shards, jobs):
+            batch.merge(part)
     else:
-        todo = [item for item in repo.blobs(all_objects=options.all_objects and not partial, **walk_args)
-                if isinstance(item, GitWarning) or known.get(item.oid, 1) > 0]  # fmt: skip
-        if previous is not None and store is not None:
-            listed = {b.oid for b in todo if isinstance(b, GitBlob)}
-            todo += [GitBlob(oid, path, 0) for oid, path in store.objects_with_findings(repo_id, key, "history")
-                     if oid not in listed]  # fmt: skip
-        size = sum(b.size for b in todo if isinstance(b, GitBlob))
-        if jobs > 1 and (explicit_jobs or size >= PARALLEL_MIN_BYTES):
-            shards = [(str(repo.path), part) for part in _shards(todo, jobs)]
-            for part in map_batches(scanner, _scan_shard, shards, jobs):
-                batch.merge(part)
-        else:
-            batch.take(scanner, repo.read_blobs(todo), lfs_store=_lfs_store(repo))
+        batch.take(scanner, repo.read_blobs(todo), lfs_store=_lfs_store(repo))
     result.skipped.extend(batch.skipped)
     found, scanned, objects, bytes_scanned = batch.found, batch.scanned, batch.objects, batch.bytes
     blob_findings: dict[str, list[Finding]] = {}
@@ -102,7 +110,7 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
     message_findings = _oldest(message_findings, key=lambda f: (f.detector, f.secret_sha256))
 
     # 3. attribution and what the tip still holds, only for blobs with findings
-    _attribute(repo, repo_id, store, blob_findings)
+    _attribute(repo, repo_id, store, blob_findings, known_attributions)
     head = repo.head_blobs()
     in_head = {f.secret_sha256 for oid, fs in blob_findings.items() if oid in head for f in fs}
     for f in found + message_findings:
@@ -230,14 +238,20 @@ def _all_reachable(repo: GitRepo, tips: list[str]) -> bool:
     return repo.unreachable_from_refs(present) == []
 
 
-def _attribute(repo: GitRepo, repo_id: str, store: Store | None, blob_findings: dict[str, list[Finding]]) -> None:
+def _attribute(repo: GitRepo, repo_id: str, store: Store | None, blob_findings: dict[str, list[Finding]],
+               known: dict[tuple[str, str], Attribution]) -> None:  # fmt: skip
+    """commit, author and date for each finding's blob: from the enumeration walk when it gave
+    them, else from the store, else from a `git log --find-object` walk (then stored)."""
     pairs = sorted({(oid, f.path) for oid, fs in blob_findings.items() for f in fs})
     if not pairs:
         return
     cached = store.attributions(repo_id, pairs) if store else {}
     missing = [p for p in pairs if p not in cached]
     if missing:
-        fresh = repo.attribute(missing)
+        fresh = {p: known[p] for p in missing if p in known}
+        rest = [p for p in missing if p not in known]
+        if rest:
+            fresh.update(repo.attribute(rest))
         rows = [(a.oid, a.path, a.commit, a.author, a.date) for a in fresh.values()]
         if store:
             store.record_attributions(repo_id, rows)

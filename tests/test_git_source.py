@@ -437,3 +437,33 @@ def test_hooks_filters_and_config_programs_never_run(repo, tmp_path):
     subprocess.run(["git", "-C", str(repo.root), "checkout", "-q", "HEAD~0", "--", "a.txt"], env=ENV,
                    capture_output=True)  # fmt: skip
     assert marker.exists()
+
+
+def test_introductions_give_every_blob_with_its_oldest_commit(tmp_path):
+    """One log walk enumerates and attributes: side branches, merges, deleted files."""
+    import subprocess
+
+    from leakscan.sources.git import open_repo
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=A", "-c", "user.email=a@e.org", *args], cwd=tmp_path,
+                              check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+    git("init", "-q", "-b", "main")
+    (tmp_path / "a.txt").write_text("one\n")
+    git("add", "a.txt")
+    git("commit", "-q", "-m", "one")
+    first = git("rev-parse", "HEAD")
+    git("checkout", "-q", "-b", "side")
+    (tmp_path / "b.txt").write_text("side\n")
+    git("add", "b.txt")
+    git("commit", "-q", "-m", "side")
+    side = git("rev-parse", "HEAD")
+    git("checkout", "-q", "main")
+    git("rm", "-q", "a.txt")
+    git("commit", "-q", "-m", "rm")
+    git("merge", "-q", "--no-ff", "-m", "merge", "side")
+    intro = open_repo(tmp_path).introductions()
+    by_path = {a.path: a.commit for a in intro.values()}
+    assert by_path == {"a.txt": first, "b.txt": side}
+    assert set(intro) == {git("rev-parse", f"{first}:a.txt"), git("rev-parse", f"{side}:b.txt")}

@@ -204,6 +204,17 @@ class _Procs:
                     pass
 
 
+def _split_stream(stream: IO[bytes], sep: bytes) -> Iterator[bytes]:
+    """Tokens of a stream separated by `sep`, read in 1 MiB pieces."""
+    rest = b""
+    while chunk := stream.read(1 << 20):
+        parts = (rest + chunk).split(sep)
+        rest = parts.pop()
+        yield from parts
+    if rest:
+        yield rest
+
+
 def _first_line(err: bytes) -> str:
     for line in err.decode("utf-8", "replace").splitlines():
         line = line.strip()
@@ -707,6 +718,60 @@ class GitRepo:
             for i in range(0, len(todo), 1000):
                 self._log_objects(todo[i : i + 1000], wanted, found, merges, reflogs)
         return {key: att for key, (_, att) in found.items()}
+
+    def introductions(self, *, rev_range: str | None = None, since: str | Sequence[str] | None = None,
+                      ) -> dict[str, Attribution]:  # fmt: skip
+        """Every blob the walked history ever put at a path, with the oldest commit that did:
+        enumeration and attribution in ONE `git log --raw` walk (diffs of merges against their
+        first parent, so a blob that only a merge resolution holds is found too). Dict order is
+        walk order, newest first. GitSourceError when git cannot walk the history cleanly (the
+        caller then falls back to `blobs` and `attribute`, which survive damage)."""
+        walk = self._walk(rev_range, since, False)
+        args = ["log", *walk.args, "--stdin", "-z", "--raw", "--no-abbrev", "--no-renames",
+                "--no-ext-diff", "--no-textconv", "--no-color", "--root", "--no-show-signature",
+                "--encoding=UTF-8", "--full-history", "--diff-merges=first-parent",
+                "--format=%x01%H%x00%ct%x00%an%x00%aI"]  # fmt: skip
+        procs = _Procs()
+        found: dict[str, tuple[int, Attribution]] = {}
+        try:
+            proc, err = self._popen(args, procs, stdin=subprocess.PIPE)
+            proc.stdin.write("".join(f"{s}\n" for s in walk.stdin).encode())
+            proc.stdin.close()
+            commit = None
+            tokens = _split_stream(proc.stdout, b"\0")
+            for tok in tokens:
+                stripped = tok.lstrip(b"\n")
+                if stripped.startswith(b"\x01"):
+                    commit = (stripped[1:].decode(), int(next(tokens, b"0") or 0), _text(next(tokens, b"")),
+                              next(tokens, b"").decode())  # fmt: skip
+                elif stripped.startswith(b":") and commit is not None:
+                    meta = stripped[1:].split()
+                    path = _text(next(tokens, b""))
+                    if len(meta) < 5 or meta[4][:1] == b"D" or meta[1] == b"160000":
+                        continue  # deletions and submodule links introduce no blob
+                    oid = meta[3].decode()
+                    sha, ct, author, date = commit
+                    old = found.get(oid)
+                    if old is None or ct <= old[0]:  # newer first: ties go to the older
+                        found[oid] = (ct, Attribution(oid, path, sha, author, date))
+            if proc.wait() != 0:
+                raise GitSourceError(f"history walk failed: {self._stderr(err)}")
+        finally:
+            procs.kill()
+        return {oid: att for oid, (_, att) in found.items()}
+
+    def sizes(self, oids: Sequence[str]) -> dict[str, int]:
+        """Object sizes by id; missing objects are absent."""
+        if not oids:
+            return {}
+        code, out, _ = self._run(["cat-file", "--batch-check=%(objectname) %(objectsize)"],
+                                 input="".join(f"{o}\n" for o in oids).encode())  # fmt: skip
+        sizes = {}
+        for line in out.decode().splitlines():
+            oid, _, size = line.partition(" ")
+            if size.isdigit():
+                sizes[oid] = int(size)
+        return sizes
 
     def attribution(self, oid: str, path: str) -> Attribution | None:
         """`attribute` for one pair."""
