@@ -6,6 +6,7 @@ stderr, never a traceback).
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 from enum import Enum
@@ -14,6 +15,7 @@ from typing import Annotated, Optional
 
 import click
 import typer
+from rich.console import Console
 
 from . import __version__
 from .decoders import Limits
@@ -24,6 +26,7 @@ from .history import HistoryOptions, scan_repository
 from .scan import ScanResult, Scanner, scan_tree
 from .sources.git import GitSourceError, open_repo
 from .store import Store, StoreError
+from .verify.engine import BackgroundVerifier
 from .store import default_path as default_store_path
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -49,6 +52,11 @@ class Format(str, Enum):
     json = "json"
     jsonl = "jsonl"
     sarif = "sarif"
+
+
+class FailOn(str, Enum):
+    any = "any"
+    verified = "verified"
 
 
 class Engine(str, Enum):
@@ -134,6 +142,11 @@ def scan(
     max_members: Annotated[int, typer.Option("--max-archive-members", min=1, help="Members read per archive.")] = Limits.max_members,
     max_ratio: Annotated[float, typer.Option("--max-ratio", min=1.0, help="Compression ratio beyond which a member is a bomb.")] = Limits.max_ratio,
     decode_timeout: Annotated[float, typer.Option("--decode-timeout", min=0.1, help="Seconds of decoding per blob.")] = Limits.max_seconds,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not ask providers whether secrets are live (also LEAKSCAN_NO_VERIFY=1).")] = False,
+    verify_intrusive: Annotated[bool, typer.Option("--verify-intrusive", help="Also run costly or intrusive checks (paid calls, token exchanges).")] = False,
+    only_verified: Annotated[bool, typer.Option("--only-verified", help="Report only secrets a provider confirmed as live.")] = False,
+    fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 on any finding, or only on verified ones.")] = FailOn.any,
+    verify_timeout: Annotated[float, typer.Option("--verify-timeout", min=0.1, help="Seconds per verification request.")] = 10.0,
 ) -> None:
     """Scan a directory, a file or a git repository (all of its history) for leaked credentials."""
     if not path.exists():
@@ -159,24 +172,58 @@ def scan(
     except RuntimeError as exc:
         raise UserError(str(exc)) from None
     repo = None if no_history or path.is_file() else _open_repo(path)
-    if repo is None:
-        if since or rev_range or all_objects:
-            raise UserError(f"--since, --range and --all-objects need a git repository: {path}")
-        result = scan_tree(path, scanner, jobs=jobs, suppressions=suppressions, include_deps=include_deps)
-    else:
-        if since and rev_range:
-            raise UserError("give either --since or --range, not both")
-        options = HistoryOptions(all_objects=all_objects, since=since, rev_range=rev_range)
+    if repo is None and (since or rev_range or all_objects):
+        raise UserError(f"--since, --range and --all-objects need a git repository: {path}")
+    if since and rev_range:
+        raise UserError("give either --since or --range, not both")
+    verify = not no_verify and os.environ.get("LEAKSCAN_NO_VERIFY", "") in ("", "0")
+    with _store(db, no_cache) as store:
+        verifier = _verifier(ruleset, store, verify_intrusive, verify_timeout) if verify else None
         try:
-            with _store(db, no_cache) as store:
+            if repo is None:
+                result = scan_tree(path, scanner, jobs=jobs, suppressions=suppressions, include_deps=include_deps,
+                                   on_findings=verifier.submit if verifier else None)  # fmt: skip
+            else:
+                options = HistoryOptions(all_objects=all_objects, since=since, rev_range=rev_range)
                 result = scan_repository(repo, scanner, store=store, options=options, jobs=jobs,
-                                         suppressions=suppressions, include_deps=include_deps)  # fmt: skip
+                                         suppressions=suppressions, include_deps=include_deps,
+                                         on_findings=verifier.submit if verifier else None)  # fmt: skip
         except GitSourceError as exc:
             raise UserError(str(exc)) from None
+        finally:
+            if verifier is not None:
+                verifier.close()
+                if verifier.bar is not None:
+                    verifier.bar.stop()
+    if repo is not None:
         for skip in result.skipped:
             if skip.reason.startswith(("missing", "history", "corrupt")):
                 print(f"leakscan: warning: {skip.path}: {skip.reason}", file=sys.stderr)
-    raise typer.Exit(_emit(result, ruleset, fmt, output, redact))
+    if only_verified:
+        result.findings = [f for f in result.findings if f.verification == "verified"]
+    code = _emit(result, ruleset, fmt, output, redact)
+    if fail_on is FailOn.verified and not any(f.verification == "verified" for f in result.findings):
+        code = EXIT_CLEAN
+    raise typer.Exit(code)
+
+
+def _verifier(ruleset: RuleSet, store: Store | None, intrusive: bool, timeout: float) -> BackgroundVerifier:
+    """Verification running alongside the scan, with a progress bar on a terminal."""
+    bar = progress = None
+    if sys.stderr.isatty():
+        from rich.progress import Progress
+
+        bar = Progress(transient=True, console=Console(stderr=True))
+        task = bar.add_task("verifying", total=None)
+        bar.start()
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+    verifier = BackgroundVerifier(ruleset, store_path=store.path if store else None, intrusive=intrusive,
+                                  timeout=timeout, progress=progress)  # fmt: skip
+    verifier.bar = bar
+    return verifier
 
 
 def _open_repo(path: Path):

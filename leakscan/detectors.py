@@ -18,6 +18,7 @@ from typing import Any
 import regex
 
 from .checks import CHECKS, FILTERS
+from .verify.spec import SpecError, VerifySpec, parse_spec
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "detectors"
 PACKAGED_DIR = Path(__file__).resolve().parent / "_detectors"
@@ -60,7 +61,7 @@ class Rule:
     exclude_paths: tuple[str, ...] = ()
     severity: str = "high"
     examples: Examples = field(default_factory=Examples)
-    verify: dict[str, Any] | None = None
+    verify: VerifySpec | None = None
     revoke: dict[str, Any] | None = None
     source_file: str = ""
     compiled: regex.Pattern | None = field(default=None, repr=False)
@@ -70,6 +71,11 @@ class Rule:
         """The pattern compiled for matching bytes (compiled once, when the file is loaded)."""
         assert self.compiled is not None
         return self.compiled
+
+    @cached_property
+    def named_groups(self) -> bool:
+        """Named groups besides `secret` (handed to verification)."""
+        return any(name != "secret" for name in self.regex.groupindex)
 
     @cached_property
     def allow_regexes(self) -> tuple[regex.Pattern, ...]:
@@ -208,12 +214,16 @@ def _build_rule(raw: dict[str, Any], provider: str, provider_name: str, file_def
     for key, value in (("verify", verify), ("revoke", revoke)):
         if value is not None and not isinstance(value, dict):
             raise DetectorError(f"{where}: {key} must be a table")
+    try:
+        verify_spec = parse_spec(verify, where) if verify is not None else None
+    except SpecError as exc:
+        raise DetectorError(str(exc)) from None
     return Rule(
         id=rid, provider=provider, provider_name=provider_name, description=raw["description"],
         keywords=keywords, pattern=full, min_width=lo, max_width=hi,
         min_entropy=float(entropy) if entropy is not None else None, checks=checks,
         filters=filters, allow=allow, generic=generic, exclude_paths=excl, severity=severity,
-        examples=examples, verify=verify, revoke=revoke, source_file=source, compiled=compiled,
+        examples=examples, verify=verify_spec, revoke=revoke, source_file=source, compiled=compiled,
     )  # fmt: skip
 
 

@@ -45,6 +45,7 @@ def make_finding(rule: Rule, cand: Candidate, loc: Location, origin: Origin) -> 
         secret_sha256=digest, redacted=redact(text), path=origin.path, line=loc.line,
         column=loc.column, commit=origin.commit, source=origin.source, container=origin.container,
         fingerprint=fingerprint(rule.id, digest, origin.path, origin.container), generic=rule.generic,
+        groups={k: secret_text(v) for k, v in cand.groups},
     )  # fmt: skip
 
 

@@ -14,13 +14,14 @@ import hashlib
 import itertools
 import time
 from datetime import datetime, timezone
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .findings import Suppressions
 from .model import Finding, Origin, Skip
-from .scan import PARALLEL_MIN_BYTES, ScanResult, ScanStats, Scanner, default_jobs, finish, map_batches, worker_scanner
+from .scan import (PARALLEL_MIN_BYTES, ScanResult, ScanStats, Scanner, default_jobs, finish, map_batches,
+                   unsuppressed, worker_scanner)  # fmt: skip
 from .sources.files import FileEntry, walk
 from .sources.git import Attribution, BlobReader, GitBlob, GitRepo, GitSourceError, GitWarning, open_repo
 from .store import Store
@@ -38,7 +39,8 @@ class HistoryOptions:
 
 def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = None,
                     options: HistoryOptions = HistoryOptions(), suppressions: Suppressions | None = None,
-                    include_deps: bool = False, jobs: int | None = None) -> ScanResult:  # fmt: skip
+                    include_deps: bool = False, jobs: int | None = None,
+                    on_findings: Callable[[list[Finding]], None] | None = None) -> ScanResult:  # fmt: skip
     started = time.monotonic()
     result = ScanResult()
     explicit_jobs = jobs is not None  # asked for: used whatever the size
@@ -79,11 +81,16 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
     batch = BlobBatch()
     size = sum(b.size for b in todo if isinstance(b, GitBlob))
     if jobs > 1 and (explicit_jobs or size >= PARALLEL_MIN_BYTES):
-        shards = [(str(repo.path), part) for part in _shards(todo, jobs)]
+        # more shards than workers, so results (and their verification) start flowing early
+        shards = [(str(repo.path), part) for part in _shards(todo, jobs * 4)]
         for part in map_batches(scanner, _scan_shard, shards, jobs):
             batch.merge(part)
+            if on_findings:
+                on_findings(unsuppressed(part.found, suppressions))
     else:
         batch.take(scanner, repo.read_blobs(todo), lfs_store=_lfs_store(repo))
+        if on_findings:
+            on_findings(unsuppressed(batch.found, suppressions))
     result.skipped.extend(batch.skipped)
     found, scanned, objects, bytes_scanned = batch.found, batch.scanned, batch.objects, batch.bytes
     blob_findings: dict[str, list[Finding]] = {}
@@ -106,6 +113,8 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
             for f in got.findings:
                 f.extra.update(author=msg.author, date=msg.date)
             message_findings += got.findings
+            if on_findings and got.findings:
+                on_findings(unsuppressed(got.findings, suppressions))
 
     message_findings = _oldest(message_findings, key=lambda f: (f.detector, f.secret_sha256))
 
@@ -135,6 +144,8 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
             files_count += 1
             files += got.findings
             result.skipped += got.skipped
+            if on_findings and got.findings:
+                on_findings(unsuppressed(got.findings, suppressions))
 
     if store is not None:
         store.record_objects(key, scanned)

@@ -264,8 +264,11 @@ def _confirm(rule: Rule, data: bytes, s0: int, s1: int, base: int) -> Iterator[t
             continue
         start, end = m.span(group)
         span = (base + start, base + end)
-        yield span, (None if _unwanted(rule, secret) else
-                     Candidate(rule.id, span[0], span[1], secret, base + m.start(), base + m.end()))  # fmt: skip
+        if _unwanted(rule, secret):
+            yield span, None
+            continue
+        groups = tuple((k, v) for k, v in m.groupdict().items() if k != "secret" and v) if rule.named_groups else ()
+        yield span, Candidate(rule.id, span[0], span[1], secret, base + m.start(), base + m.end(), groups)
 
 
 def _unwanted(rule: Rule, secret: bytes) -> bool:

@@ -19,6 +19,7 @@ class Candidate:
     secret: bytes
     match_start: int  # the whole match, context included
     match_end: int
+    groups: tuple[tuple[str, bytes], ...] = ()  # other named groups (an AWS key id, a host)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ class Finding:
     verification: str = "unverified"
     generic: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    groups: dict[str, str] = field(default_factory=dict)  # for verification; not reported
 
     def to_dict(self, *, redact: bool = False) -> dict[str, Any]:
         data = {

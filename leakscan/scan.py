@@ -255,7 +255,10 @@ def default_jobs() -> int:
 
 
 def scan_tree(root: Path, scanner: Scanner, *, jobs: int | None = None,
-              suppressions: Suppressions | None = None, include_deps: bool = False) -> ScanResult:  # fmt: skip
+              suppressions: Suppressions | None = None, include_deps: bool = False,
+              on_findings: Callable[[list[Finding]], None] | None = None) -> ScanResult:  # fmt: skip
+    """`on_findings` sees findings as they are found (before dedupe), so verification can
+    start while the scan goes on; suppressed ones are never passed to it."""
     started = time.monotonic()
     result = ScanResult()
     entries: list[FileEntry] = []
@@ -271,10 +274,16 @@ def scan_tree(root: Path, scanner: Scanner, *, jobs: int | None = None,
     for findings, skipped in map_batches(scanner, _scan_batch, _batches(entries), jobs):
         found.extend(findings)
         result.skipped.extend(skipped)
+        if on_findings:
+            on_findings(unsuppressed(findings, suppressions))
     result.stats = ScanStats(files=len(entries), bytes=total)
     finish(result, found, suppressions)
     result.stats.seconds = time.monotonic() - started
     return result
+
+
+def unsuppressed(findings: list[Finding], suppressions: Suppressions | None) -> list[Finding]:
+    return [f for f in findings if not suppressions or not suppressions.suppressed(f)]
 
 
 def finish(result: ScanResult, found: list[Finding], suppressions: Suppressions | None) -> None:

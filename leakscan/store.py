@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
@@ -39,6 +40,15 @@ CREATE TABLE IF NOT EXISTS finding_objects (
     path TEXT NOT NULL,
     source TEXT NOT NULL,
     PRIMARY KEY (repo, detectors, oid, source)
+);
+-- verification verdicts by (provider check, secret) hash; never the secret itself
+CREATE TABLE IF NOT EXISTS verdicts (
+    key TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    reason TEXT,
+    identity TEXT NOT NULL,
+    restricted INTEGER NOT NULL,
+    checked_at REAL NOT NULL
 );
 -- who introduced a blob at a path (history is append-only, so this stays true)
 CREATE TABLE IF NOT EXISTS attributions (
@@ -125,6 +135,17 @@ class Store:
                 self.db.execute("DELETE FROM finding_objects WHERE repo=? AND detectors=?", (repo, detectors))
             self.db.executemany("INSERT OR REPLACE INTO finding_objects VALUES (?, ?, ?, ?, ?)",
                                 [(repo, detectors, oid, path, source) for oid, path, source in rows])  # fmt: skip
+
+    def verdict(self, key: str, ttl: float) -> tuple[str, str | None, dict, bool] | None:
+        row = self.db.execute("SELECT state, reason, identity, restricted, checked_at FROM verdicts WHERE key=?",
+                              (key,)).fetchone()  # fmt: skip
+        if row is None or row[4] < time.time() - ttl:
+            return None
+        return row[0], row[1], json.loads(row[2]), bool(row[3])
+
+    def record_verdict(self, key: str, state: str, reason: str | None, identity: dict, restricted: bool) -> None:
+        self.db.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?, ?)",
+                        (key, state, reason, json.dumps(identity), int(restricted), time.time()))  # fmt: skip
 
     def attributions(self, repo: str, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, str, str]]:
         out = {}

@@ -32,3 +32,12 @@ def _isolated_cache(tmp_path_factory):
     import os
 
     os.environ["LEAKSCAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_network_verification():
+    """Tests never reach the internet: verification is off unless a test turns it on with its
+    own loopback stand-ins (LEAKSCAN_ENDPOINT_<PROVIDER>) and LEAKSCAN_NO_VERIFY=0."""
+    import os
+
+    os.environ["LEAKSCAN_NO_VERIFY"] = "1"

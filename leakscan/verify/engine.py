@@ -1,0 +1,448 @@
+"""Verification engine: asks providers, concurrently (aiohttp), whether found secrets are live.
+
+* one aiohttp session; each unique (provider check, secret) asked once per scan (dedupe and
+  single-flight), verdicts cached in the store with a TTL;
+* a global concurrency limit, a per-provider rate limit, 10 s timeouts, at most 3 attempts with
+  exponential backoff and jitter for 429/5xx/connection errors, honouring Retry-After; then
+  `unknown` with the reason;
+* requests go only to the provider's own host (or its `LEAKSCAN_ENDPOINT_<PROVIDER>` override);
+  private, loopback and link-local addresses are refused unless they come from an override, and
+  the check is made on the address actually connected to (a resolver that filters what it
+  returns; aiohttp connects to exactly those addresses, so DNS rebinding cannot slip through).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import aiohttp
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import DefaultResolver
+
+from ..detectors import Rule, RuleSet
+from ..model import Finding
+from .spec import VerifySpec, json_path
+
+TIMEOUT = 10.0
+MAX_ATTEMPTS = 3
+CONCURRENCY = 16
+CACHE_TTL = 24 * 3600.0
+MAX_RETRY_AFTER = 30.0
+USER_AGENT = "leakscan-verify/0.1 (+secret leak verification)"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: str  # verified | invalid | unknown | unverified
+    reason: str | None = None
+    identity: dict[str, Any] = field(default_factory=dict)
+    restricted: bool = False
+
+
+class Refused(Exception):
+    """A request leakscan will not make (SSRF guard)."""
+
+
+def endpoint_overrides(config: dict[str, str] | None = None) -> dict[str, str]:
+    """provider id → base URL, from LEAKSCAN_ENDPOINT_<PROVIDER> (and a config mapping)."""
+    out = dict(config or {})
+    for key, value in os.environ.items():
+        if key.startswith("LEAKSCAN_ENDPOINT_") and value:
+            out[key[len("LEAKSCAN_ENDPOINT_") :].lower().replace("_", "-")] = value
+    return out
+
+
+def _is_public(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    return ip.is_global and not ip.is_multicast
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves like aiohttp does, then drops every non-public address unless the host is an
+    explicit endpoint override. aiohttp connects only to what this returns."""
+
+    def __init__(self, trusted_hosts: set[str]) -> None:
+        self._inner = DefaultResolver()
+        self._trusted = trusted_hosts
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
+        infos = await self._inner.resolve(host, port, family)
+        if host in self._trusted:
+            return infos
+        allowed = [i for i in infos if _is_public(i["host"])]
+        if not allowed:
+            raise OSError(f"refused to connect to {host}: it resolves only to private, loopback or link-local addresses")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class RateLimiter:
+    """At most `rate` request starts per second (a token bucket with a burst of one second)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.updated = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+@dataclass
+class _Request:
+    method: str
+    url: str
+    headers: dict[str, str]
+    data: bytes | None = None
+
+
+def _fill(value: Any, secret: str, groups: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        out = value.replace("{secret}", secret)
+        for name, group in groups.items():
+            out = out.replace("{" + name + "}", group)
+        return out
+    if isinstance(value, dict):
+        return {k: _fill(v, secret, groups) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, secret, groups) for v in value]
+    return value
+
+
+class Verifier:
+    """Use as `async with Verifier(...) as v: await v.verify(findings)`."""
+
+    def __init__(self, ruleset: RuleSet, *, store=None, intrusive: bool = False,
+                 overrides: dict[str, str] | None = None, concurrency: int = CONCURRENCY,
+                 timeout: float = TIMEOUT, max_attempts: int = MAX_ATTEMPTS,
+                 progress: Callable[[int, int], None] | None = None) -> None:  # fmt: skip
+        self.rules = ruleset.by_id
+        self.store = store
+        self.intrusive = intrusive
+        self.overrides = endpoint_overrides(overrides)
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.progress = progress
+        self._sem = asyncio.Semaphore(concurrency)
+        self._limits: dict[str, RateLimiter] = {}
+        self._flights: dict[str, asyncio.Task[Verdict]] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self.requests = 0
+        self._done = 0
+
+    async def __aenter__(self) -> Verifier:
+        trusted = {urlsplit(u).hostname or "" for u in self.overrides.values()}
+        connector = aiohttp.TCPConnector(resolver=GuardedResolver(trusted), limit=0, ttl_dns_cache=60)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout),
+            headers={"User-Agent": USER_AGENT}, auto_decompress=True,
+        )  # fmt: skip
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    # -- the public part -------------------------------------------------------------------
+
+    async def verify(self, findings: Iterable[Finding]) -> None:
+        """Sets each finding's verification state (and reason and identity) in place."""
+        todo = [f for f in findings if f.verification == "unverified"]
+        jobs = [self._one(f) for f in todo]
+        if jobs:
+            await asyncio.gather(*jobs)
+
+    async def _one(self, finding: Finding) -> None:
+        rule = self.rules.get(finding.detector)
+        spec = rule.verify if rule else None
+        if spec is None:
+            return  # stays "unverified": no check for this kind
+        if spec.intrusive and not self.intrusive:
+            _apply(finding, Verdict("unverified", "intrusive check: enable with --verify-intrusive"))
+            return
+        key = self._key(rule, spec, finding)
+        task = self._flights.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._cached(key, rule, spec, finding))
+            self._flights[key] = task
+        verdict = await task
+        _apply(finding, verdict)
+        self._done += 1
+        if self.progress:
+            self.progress(self._done, len(self._flights))
+
+    def _key(self, rule: Rule, spec: VerifySpec, finding: Finding) -> str:
+        groups = json.dumps(finding.groups, sort_keys=True)
+        return hashlib.sha256(f"{rule.provider}\0{spec.kind}\0{spec.url}\0{groups}\0{finding.secret}".encode()).hexdigest()
+
+    async def _cached(self, key: str, rule: Rule, spec: VerifySpec, finding: Finding) -> Verdict:
+        if self.store is not None:
+            hit = self.store.verdict(key, CACHE_TTL)
+            if hit is not None:
+                return Verdict(hit[0], hit[1], hit[2], hit[3])
+        verdict = await self._check(rule, spec, finding)
+        if self.store is not None and verdict.state in ("verified", "invalid"):
+            self.store.record_verdict(key, verdict.state, verdict.reason, verdict.identity, verdict.restricted)
+        return verdict
+
+    # -- one check ------------------------------------------------------------------------
+
+    async def _check(self, rule: Rule, spec: VerifySpec, finding: Finding) -> Verdict:
+        groups = dict(finding.groups)
+        try:
+            if spec.kind == "aws-sigv4":
+                request = _aws_request(finding.secret, groups)
+            else:
+                request = self._http_request(rule, spec, finding.secret, groups)
+            request = self._redirect(rule.provider, request)
+        except Refused as exc:
+            return Verdict("unknown", str(exc))
+        limiter = self._limits.setdefault(rule.provider, RateLimiter(spec.rate))
+        reason = "no attempt"
+        for attempt in range(self.max_attempts):
+            await limiter.wait()
+            async with self._sem:
+                try:
+                    status, headers, body = await self._send(request)
+                except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                    reason = _describe(exc)
+                    wait = None
+                else:
+                    if status == 429 or status >= 500:
+                        reason = f"HTTP {status}"
+                        wait = _retry_after(headers.get("Retry-After"))
+                    else:
+                        verdict = _aws_verdict(status, body) if spec.kind == "aws-sigv4" else _interpret(spec, status, body)
+                        # what a provider says about the identity is reported; the secret never
+                        identity = {k: v for k, v in verdict.identity.items() if finding.secret not in str(v)}
+                        return Verdict(verdict.state, verdict.reason, identity, verdict.restricted)
+            if attempt + 1 < self.max_attempts:
+                await asyncio.sleep(wait if wait is not None else _backoff(attempt))
+        return Verdict("unknown", f"{reason} after {self.max_attempts} attempts")
+
+    def _http_request(self, rule: Rule, spec: VerifySpec, secret: str, groups: dict[str, str]) -> _Request:
+        url = _fill(spec.url, secret, groups)
+        host = urlsplit(url).hostname or ""
+        allowed = (spec.default_host,) if "{host}" not in spec.url else spec.hosts
+        if "{" in url or not any(host == h or host.endswith("." + h) for h in allowed if h):
+            raise Refused(f"refused: {host or url!r} is not one of {rule.provider}'s hosts")
+        headers = {k: _fill(v, secret, groups) for k, v in spec.headers}
+        if spec.basic:
+            user, password = (_fill(p, secret, groups) for p in spec.basic)
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        data = None
+        if spec.form is not None:
+            data = urlencode({k: _fill(v, secret, groups) for k, v in spec.form}).encode()
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        elif spec.json_body is not None:
+            data = json.dumps(_fill(spec.json_body, secret, groups)).encode()
+            headers.setdefault("Content-Type", "application/json")
+        elif spec.body is not None:
+            data = _fill(spec.body, secret, groups).encode()
+        return _Request(spec.method, url, headers, data)
+
+    def _redirect(self, provider: str, request: _Request) -> _Request:
+        """An override replaces scheme, host and port, keeping the path and query. Without
+        one, an IP-literal host must be public (the resolver guards names)."""
+        parts = urlsplit(request.url)
+        base = self.overrides.get(provider)
+        if base:
+            b = urlsplit(base)
+            request.url = urlunsplit((b.scheme, b.netloc, (b.path.rstrip("/") + parts.path) or "/", parts.query, ""))
+            return request
+        if parts.scheme != "https":
+            raise Refused(f"refused: {parts.scheme}:// (verification only speaks https)")
+        host = parts.hostname or ""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return request
+        if not _is_public(host):
+            raise Refused(f"refused: {host} is a private, loopback or link-local address")
+        return request
+
+    async def _send(self, request: _Request) -> tuple[int, Any, bytes]:
+        assert self._session is not None
+        self.requests += 1
+        async with self._session.request(request.method, request.url, headers=request.headers,
+                                         data=request.data, allow_redirects=False) as resp:  # fmt: skip
+            body = await resp.content.read(1 << 20)  # a verdict never needs more
+            return resp.status, resp.headers, body
+
+
+def _apply(finding: Finding, verdict: Verdict) -> None:
+    finding.verification = verdict.state
+    if verdict.reason:
+        finding.extra["verification_reason"] = verdict.reason
+    if verdict.identity:
+        finding.extra["identity"] = verdict.identity
+    if verdict.restricted:
+        finding.extra["restricted"] = True
+
+
+def _interpret(spec: VerifySpec, status: int, body: bytes) -> Verdict:
+    try:
+        doc = json.loads(body) if body else None
+    except ValueError:
+        doc = None
+    for state, check in (("verified", spec.valid), ("restricted", spec.restricted), ("invalid", spec.invalid)):
+        if check is not None and check.matches(status, doc):
+            if state == "invalid":
+                return Verdict("invalid", f"HTTP {status}")
+            identity = {name: v for name, path in spec.identity if (v := json_path(doc, path)) is not None
+                        and isinstance(v, (str, int, float, bool, list))}  # fmt: skip
+            return Verdict("verified", None, identity, restricted=state == "restricted")
+    if doc is None and body:
+        return Verdict("unknown", f"HTTP {status} with a body that is not the expected JSON")
+    return Verdict("unknown", f"unexpected answer: HTTP {status}")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect: {exc.os_error.strerror or exc.os_error}" if exc.os_error else "cannot connect"
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = dt.datetime.strptime(value, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=dt.timezone.utc)
+        except ValueError:
+            return None
+        seconds = (when - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    return max(0.0, min(seconds, MAX_RETRY_AFTER))
+
+
+def _backoff(attempt: int) -> float:
+    return 0.5 * (2**attempt) * (0.5 + random.random())
+
+
+# -- AWS: SigV4-signed STS GetCallerIdentity ---------------------------------------------------
+
+_STS_BODY = "Action=GetCallerIdentity&Version=2011-06-15"
+
+
+def _aws_request(secret: str, groups: dict[str, str], now: dt.datetime | None = None) -> _Request:
+    key_id = groups.get("key_id")
+    if not key_id:
+        raise Refused("needs the access key id next to the secret")
+    now = now or dt.datetime.now(dt.timezone.utc)
+    amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    host, region, service = "sts.amazonaws.com", "us-east-1", "sts"
+    payload_hash = hashlib.sha256(_STS_BODY.encode()).hexdigest()
+    canonical = "\n".join(["POST", "/", "", f"content-type:application/x-www-form-urlencoded; charset=utf-8",
+                           f"host:{host}", f"x-amz-date:{amz_date}", "", "content-type;host;x-amz-date", payload_hash])  # fmt: skip
+    scope = f"{day}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    k = hmac.new(f"AWS4{secret}".encode(), day.encode(), hashlib.sha256).digest()
+    for part in (region, service, "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+        "X-Amz-Date": amz_date,
+        "Authorization": f"AWS4-HMAC-SHA256 Credential={key_id}/{scope}, SignedHeaders=content-type;host;x-amz-date, Signature={signature}",
+    }
+    return _Request("POST", f"https://{host}/", headers, _STS_BODY.encode())
+
+
+def _aws_verdict(status: int, body: bytes) -> Verdict:
+    text = body.decode("utf-8", "replace")
+    if status == 200 and "<Arn>" in text:
+        arn = text.split("<Arn>", 1)[1].split("</Arn>", 1)[0]
+        account = text.split("<Account>", 1)[1].split("</Account>", 1)[0] if "<Account>" in text else None
+        return Verdict("verified", None, {k: v for k, v in (("arn", arn), ("account", account)) if v})
+    if status == 403 and ("InvalidClientTokenId" in text or "SignatureDoesNotMatch" in text):
+        return Verdict("invalid", "InvalidClientTokenId" if "InvalidClientTokenId" in text else "SignatureDoesNotMatch")
+    return Verdict("unknown", f"unexpected answer: HTTP {status}")
+
+
+class BackgroundVerifier:
+    """Verification alongside the scan: findings are submitted as the scan produces them and
+    checked on an event loop in a thread of their own; `close()` waits for the last verdict.
+    The thread opens its own store connection (SQLite connections stay in their thread)."""
+
+    def __init__(self, ruleset: RuleSet, *, store_path=None, **options) -> None:
+        import queue
+        import threading
+
+        self._ruleset = ruleset
+        self._store_path = store_path
+        self._options = options
+        self._queue: queue.SimpleQueue[list[Finding] | None] = queue.SimpleQueue()
+        self.requests = 0
+        self.error: BaseException | None = None
+        self.bar = None  # a progress display the caller may attach
+        self._thread = threading.Thread(target=self._run, name="leakscan-verify", daemon=True)
+        self._thread.start()
+
+    def submit(self, findings: Iterable[Finding]) -> None:
+        batch = list(findings)
+        if batch:
+            self._queue.put(batch)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # surfaced by close()
+            self.error = exc
+
+    async def _main(self) -> None:
+        from ..store import Store
+
+        store = Store(self._store_path) if self._store_path else None
+        loop = asyncio.get_running_loop()
+        try:
+            async with Verifier(self._ruleset, store=store, **self._options) as verifier:
+                pending = []
+                while True:
+                    batch = await loop.run_in_executor(None, self._queue.get)
+                    if batch is None:
+                        break
+                    pending.append(asyncio.ensure_future(verifier.verify(batch)))
+                await asyncio.gather(*pending)
+                self.requests = verifier.requests
+        finally:
+            if store is not None:
+                store.close()
