@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-KINDS = ("http", "aws-sigv4", "gcp-service-account")
+KINDS = ("http", "aws-sigv4")
 _SPEC_KEYS = {"kind", "method", "url", "headers", "form", "json", "body", "basic", "valid", "restricted",
               "invalid", "identity", "hosts", "intrusive", "rate"}  # fmt: skip
 _CHECK_KEYS = {"status", "json"}
