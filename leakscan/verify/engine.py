@@ -361,6 +361,8 @@ def _aws_request(secret: str, groups: dict[str, str], now: dt.datetime | None = 
     key_id = groups.get("key_id")
     if not key_id:
         raise Refused("needs the access key id next to the secret")
+    if key_id.startswith("ASIA"):
+        raise Refused("a temporary (ASIA) key needs its session token to be checked")
     now = now or dt.datetime.now(dt.timezone.utc)
     amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
     host, region, service = "sts.amazonaws.com", "us-east-1", "sts"
