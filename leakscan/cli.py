@@ -41,6 +41,8 @@ app = typer.Typer(
 )
 detectors_app = typer.Typer(help="List and check detector files.", no_args_is_help=True)
 app.add_typer(detectors_app, name="detectors")
+revoke_app = typer.Typer(help="The revocation outbox: deliver pending revocations, list them.", no_args_is_help=True)
+app.add_typer(revoke_app, name="revoke")
 
 
 class UserError(Exception):
@@ -147,6 +149,10 @@ def scan(
     only_verified: Annotated[bool, typer.Option("--only-verified", help="Report only secrets a provider confirmed as live.")] = False,
     fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 on any finding, or only on verified ones.")] = FailOn.any,
     verify_timeout: Annotated[float, typer.Option("--verify-timeout", min=0.1, help="Seconds per verification request.")] = 10.0,
+    revoke_webhook: Annotated[Optional[list[str]], typer.Option("--revoke-webhook", metavar="URL", help="POST verified leaks here, signed with LEAKSCAN_REVOKE_SECRET (repeatable).")] = None,
+    revoke_command: Annotated[Optional[list[str]], typer.Option("--revoke-command", metavar="CMD", help="Run CMD (no shell) with each verified leak as JSON on stdin (repeatable).")] = None,
+    revoke_builtin: Annotated[Optional[list[str]], typer.Option("--revoke-builtin", metavar="PROVIDER", help="Use a provider's own revoke API: huggingface, github, slack, gitlab (repeatable).")] = None,
+    revoke_plugin: Annotated[Optional[list[str]], typer.Option("--revoke-plugin", metavar="NAME", help="A revoker from the entry-point group leakscan.revokers (repeatable).")] = None,
 ) -> None:
     """Scan a directory, a file or a git repository (all of its history) for leaked credentials."""
     if not path.exists():
@@ -177,6 +183,9 @@ def scan(
     if since and rev_range:
         raise UserError("give either --since or --range, not both")
     verify = not no_verify and os.environ.get("LEAKSCAN_NO_VERIFY", "") in ("", "0")
+    callbacks = _callbacks(revoke_webhook, revoke_command, revoke_builtin, revoke_plugin)
+    if callbacks and (no_cache or not verify):
+        raise UserError("revocation needs verification and the store (drop --no-verify/--no-cache)")
     with _store(db, no_cache) as store:
         verifier = _verifier(ruleset, store, verify_intrusive, verify_timeout) if verify else None
         try:
@@ -195,6 +204,8 @@ def scan(
                 verifier.close()
                 if verifier.bar is not None:
                     verifier.bar.stop()
+        if callbacks and store is not None:
+            _revoke(store, result.findings, callbacks, str(path.resolve()))
     if repo is not None:
         for skip in result.skipped:
             if skip.reason.startswith(("missing", "history", "corrupt")):
@@ -205,6 +216,39 @@ def scan(
     if fail_on is FailOn.verified and not any(f.verification == "verified" for f in result.findings):
         code = EXIT_CLEAN
     raise typer.Exit(code)
+
+
+def _callbacks(webhooks, commands, builtins, plugins) -> list[dict]:
+    import shlex
+
+    from .revoke.deliver import BUILTIN, callbacks_from_options
+
+    for b in builtins or []:
+        if b not in BUILTIN:
+            raise UserError(f"no built-in revoker for {b!r} (known: {', '.join(BUILTIN)})")
+    for u in webhooks or []:
+        if not u.startswith(("https://", "http://")):
+            raise UserError(f"--revoke-webhook needs an http(s) URL: {u}")
+    try:
+        argvs = [shlex.split(c) for c in commands or []]
+    except ValueError as exc:
+        raise UserError(f"--revoke-command: {exc}") from None
+    return callbacks_from_options(webhooks or [], argvs, builtins or [], plugins or [])
+
+
+def _revoke(store: Store, findings: list, callbacks: list[dict], repo: str) -> None:
+    """Verified leaks go into the outbox (durably, before any delivery), then one flush."""
+    import asyncio
+
+    from .revoke.deliver import flush
+    from .revoke.outbox import Outbox
+
+    outbox = Outbox(store.db)
+    new = outbox.enqueue(findings, callbacks, repo)
+    report = asyncio.run(flush(outbox))
+    pending = outbox.pending()
+    print(f"revocation: {new} new deliveries, {report.delivered} delivered, {pending} pending"
+          + (f" (retry with: leakscan revoke flush --db {store.path})" if pending else ""), file=sys.stderr)  # fmt: skip
 
 
 def _verifier(ruleset: RuleSet, store: Store | None, intrusive: bool, timeout: float) -> BackgroundVerifier:
@@ -273,6 +317,50 @@ def detectors_check(rules: RulesOpt = None) -> None:
         print(p, file=sys.stderr)
     print(f"{len(ruleset)} rules, {len(problems)} problem{'s' * (len(problems) != 1)}")
     raise typer.Exit(EXIT_FINDINGS if problems else EXIT_CLEAN)
+
+
+DbOpt = Annotated[Optional[Path], typer.Option("--db", help="The SQLite store (default in the user cache dir).")]
+
+
+@revoke_app.command("flush")
+def revoke_flush(db: DbOpt = None) -> None:
+    """Deliver what is pending (after a receiver was down, or leakscan was killed)."""
+    import asyncio
+
+    from .revoke.deliver import flush
+    from .revoke.outbox import Outbox
+
+    with _store(db, False) as store:
+        outbox = Outbox(store.db)
+        report = asyncio.run(flush(outbox))
+        pending = outbox.pending()
+    for error in sorted(set(report.errors)):
+        print(f"leakscan: delivery failed: {error}", file=sys.stderr)
+    print(f"{report.delivered} delivered, {report.failed} failed, {pending} pending")
+    raise typer.Exit(EXIT_FINDINGS if pending else EXIT_CLEAN)
+
+
+@revoke_app.command("list")
+def revoke_list(db: DbOpt = None, fmt: Annotated[Optional[Format], typer.Option("--format", "-f")] = None) -> None:
+    """Pending and delivered revocations, redacted."""
+    import json
+
+    from rich.table import Table
+
+    from .revoke.outbox import Outbox
+
+    with _store(db, False) as store:
+        rows = Outbox(store.db).rows()
+    if fmt in (Format.json, Format.jsonl):
+        print(json.dumps(rows, indent=2 if fmt is Format.json else None))
+        return
+    table = Table("id", "type", "secret", "where", "callback", "state", "attempts", "last error")
+    for r in rows:
+        cb = json.loads(r["callback"])
+        target = cb.get("url") or cb.get("provider") or cb.get("name") or " ".join(cb.get("argv", []))
+        table.add_row(r["id"][:12], r["type"], r["redacted"], r["url"], f"{cb['type']}:{target}", r["state"],
+                      str(r["attempts"]), r["last_error"] or "")  # fmt: skip
+    Console().print(table)
 
 
 def _version(value: bool) -> None:

@@ -41,3 +41,14 @@ def _no_network_verification():
     import os
 
     os.environ["LEAKSCAN_NO_VERIFY"] = "1"
+
+
+@pytest.fixture
+def acme(tmp_path):
+    """A rules directory holding only the made-up, verifiable `acme` detector."""
+    from helpers import ACME
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "acme.toml").write_text(ACME)
+    return rules

@@ -80,6 +80,24 @@ def token(template: str, seed: object = None) -> str:
     return expand(template, random.Random(seed))[1]
 
 
+# A made-up provider with a verification spec, for the verification and revocation tests.
+ACME = """name = "Acme"
+[[rules]]
+id = "acme-key"
+description = "Acme API key"
+keywords = ["acme_"]
+pattern = '''\\b(?P<secret>acme_[A-Za-z0-9]{24})\\b'''
+examples.positive = ['acme_{b62:24}']
+examples.negative = ['acme_x']
+[rules.verify]
+url = "https://api.acme.example/v1/me"
+headers = { Authorization = "Bearer {secret}" }
+valid = { status = [200], json = { "user.name" = "*" } }
+restricted = { status = [403] }
+invalid = { status = [401] }
+identity = { name = "user.name", scopes = "scopes" }
+"""
+
 HF = "hf_{alpha:34}"
 GHP = "{crc-token:ghp:30}"
 OPENAI = "sk-proj-{b64url:74}T3BlbkFJ{b64url:74}"

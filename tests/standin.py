@@ -24,7 +24,7 @@ class Seen:
 class StandIn:
     handler: Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
     requests: list[Seen] = field(default_factory=list)
-    port: int = 0
+    port: int = 0  # 0: any free port
 
     def __enter__(self) -> StandIn:
         ready = threading.Event()
@@ -38,9 +38,9 @@ class StandIn:
         async def start() -> None:
             app = web.Application()
             app.router.add_route("*", "/{tail:.*}", handle)
-            self._runner = web.AppRunner(app)
+            self._runner = web.AppRunner(app, shutdown_timeout=0.5)  # hanging handlers are cut
             await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
             await site.start()
             self.port = site._server.sockets[0].getsockname()[1]
             ready.set()

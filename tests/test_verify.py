@@ -9,33 +9,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from helpers import leakscan, token
+from helpers import ACME, leakscan, token
 from standin import StandIn
 
-ACME = """name = "Acme"
-[[rules]]
-id = "acme-key"
-description = "Acme API key"
-keywords = ["acme_"]
-pattern = '''\\b(?P<secret>acme_[A-Za-z0-9]{24})\\b'''
-examples.positive = ['acme_{b62:24}']
-examples.negative = ['acme_x']
-[rules.verify]
-url = "https://api.acme.example/v1/me"
-headers = { Authorization = "Bearer {secret}" }
-valid = { status = [200], json = { "user.name" = "*" } }
-restricted = { status = [403] }
-invalid = { status = [401] }
-identity = { name = "user.name", scopes = "scopes" }
-"""
 
-
-@pytest.fixture
-def acme(tmp_path):
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "acme.toml").write_text(ACME)
-    return rules
 
 
 def tok(tag: str) -> str:

@@ -95,6 +95,14 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
+def guarded_session(trusted_hosts: set[str], timeout: float) -> aiohttp.ClientSession:
+    """An aiohttp session whose connections go only to public addresses, or to `trusted_hosts`
+    (explicit endpoint overrides and configured receivers)."""
+    connector = aiohttp.TCPConnector(resolver=GuardedResolver(trusted_hosts), limit=0, ttl_dns_cache=60)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout),
+                                 headers={"User-Agent": USER_AGENT})  # fmt: skip
+
+
 class RateLimiter:
     """At most `rate` request starts per second (a token bucket with a burst of one second)."""
 
@@ -159,12 +167,7 @@ class Verifier:
         self._done = 0
 
     async def __aenter__(self) -> Verifier:
-        trusted = {urlsplit(u).hostname or "" for u in self.overrides.values()}
-        connector = aiohttp.TCPConnector(resolver=GuardedResolver(trusted), limit=0, ttl_dns_cache=60)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout),
-            headers={"User-Agent": USER_AGENT}, auto_decompress=True,
-        )  # fmt: skip
+        self._session = guarded_session({urlsplit(u).hostname or "" for u in self.overrides.values()}, self.timeout)
         return self
 
     async def __aexit__(self, *exc) -> None:

@@ -1,0 +1,1 @@
+"""Revocation: verified leaks → a durable outbox → callbacks, exactly once."""

@@ -1,0 +1,199 @@
+"""Delivering claimed outbox entries to callbacks: signed webhooks, commands, built-in
+revokers of providers with a public or self-revoke API, and plugins (entry points)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import random
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+
+from ..verify.engine import USER_AGENT, endpoint_overrides, guarded_session
+from .outbox import Claimed, Outbox
+
+SECRET_ENV = "LEAKSCAN_REVOKE_SECRET"
+WEBHOOK_BATCH = 100
+ATTEMPTS = 3  # per delivery and flush
+TIMEOUT = 10.0
+
+# provider → (method, URL, how the batch goes): the providers' own revoke endpoints
+BUILTIN = {
+    "huggingface": ("POST", "https://huggingface.co/api/credentials/revoke", "batch"),  # public, 202 always
+    "github": ("POST", "https://api.github.com/credentials/revoke", "batch"),  # public, unauthenticated
+    "slack": ("POST", "https://slack.com/api/auth.revoke", "self"),  # the token revokes itself
+    "gitlab": ("DELETE", "https://gitlab.com/api/v4/personal_access_tokens/self", "self"),
+}
+BUILTIN_BATCH = {"huggingface": 100, "github": 1000}
+
+
+@dataclass
+class FlushReport:
+    delivered: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def callbacks_from_options(webhooks: list[str], commands: list[list[str]], builtins: list[str],
+                           plugins: list[str]) -> list[dict[str, Any]]:  # fmt: skip
+    out: list[dict[str, Any]] = [{"type": "webhook", "url": u} for u in webhooks]
+    out += [{"type": "command", "argv": argv} for argv in commands]
+    out += [{"type": "builtin", "provider": p, "providers": [p]} for p in builtins]
+    out += [{"type": "plugin", "name": n} for n in plugins]
+    return out
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+async def flush(outbox: Outbox, *, progress: Callable[[str], None] | None = None) -> FlushReport:
+    """One pass: claim what is due, deliver it grouped by callback, record the outcome."""
+    report = FlushReport()
+    claimed = outbox.claim()
+    if not claimed:
+        return report
+    groups: dict[str, list[Claimed]] = defaultdict(list)
+    for c in claimed:
+        groups[c.callback_key].append(c)
+    overrides = endpoint_overrides()
+    # receivers the user configured, and endpoint overrides, may be local; nothing else
+    trusted = {urlsplit(b[0].callback["url"]).hostname or "" for b in groups.values() if b[0].callback["type"] == "webhook"}
+    async with guarded_session(trusted | {urlsplit(u).hostname or "" for u in overrides.values()}, TIMEOUT) as session:
+        await asyncio.gather(*(_with_retries(session, outbox, batch, overrides, report) for batch in groups.values()))
+    return report
+
+
+async def _with_retries(session, outbox: Outbox, batch: list[Claimed], overrides, report: FlushReport) -> None:
+    """Up to ATTEMPTS tries with exponential backoff and jitter; each outcome is written to the
+    outbox as it happens, so a kill loses nothing; what still fails stays pending."""
+    todo = batch
+    for attempt in range(ATTEMPTS):
+        ok, failed = await _deliver(session, todo, overrides)
+        if ok:
+            outbox.delivered(ok)
+            report.delivered += len(ok)
+        todo = [c for part, error in failed for c in part]
+        for part, error in failed:
+            outbox.attempted(part, error)
+            if attempt + 1 == ATTEMPTS:
+                report.errors.append(error)
+        if not todo:
+            return
+        if attempt + 1 < ATTEMPTS:
+            await asyncio.sleep(0.5 * 2**attempt * (0.5 + random.random()))
+    outbox.release(todo)
+    report.failed += len(todo)
+
+
+async def _deliver(session: aiohttp.ClientSession, batch: list[Claimed], overrides: dict[str, str]):
+    callback = batch[0].callback
+    kind = callback["type"]
+    if kind == "webhook":
+        return await _webhook(session, callback["url"], batch)
+    if kind == "command":
+        return await _each(batch, lambda c: _command(callback["argv"], c))
+    if kind == "builtin":
+        return await _builtin(session, callback["provider"], batch, overrides)
+    if kind == "plugin":
+        return await _plugin(callback["name"], batch)
+    return [], [(batch, f"unknown callback type {kind!r}")]
+
+
+def _payload(batch: list[Claimed]) -> list[dict[str, Any]]:
+    return [{**c.item, "token": c.token} for c in batch]
+
+
+async def _webhook(session: aiohttp.ClientSession, url: str, batch: list[Claimed]):
+    secret = os.environ.get(SECRET_ENV, "")
+    if not secret:
+        return [], [(batch, f"no signing secret: set {SECRET_ENV}")]
+    ok, failed = [], []
+    for i in range(0, len(batch), WEBHOOK_BATCH):
+        part = batch[i : i + WEBHOOK_BATCH]
+        body = json.dumps(_payload(part), separators=(",", ":")).encode()
+        delivery = hashlib.sha256(("\0".join(c.leak_id for c in part) + "\0" + url).encode()).hexdigest()[:32]
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+                   "X-Leakscan-Signature": sign(secret.encode(), body), "X-Leakscan-Delivery": delivery}  # fmt: skip
+        error = await _post(session, "POST", url, headers, body)
+        (failed.append((part, error)) if error else ok.extend(part))
+    return ok, failed
+
+
+async def _post(session, method: str, url: str, headers: dict[str, str], body: bytes | None) -> str | None:
+    """None when the receiver answered 2xx, else why not."""
+    try:
+        async with session.request(method, url, headers=headers, data=body, allow_redirects=False) as resp:
+            await resp.read()
+            return None if 200 <= resp.status < 300 else f"HTTP {resp.status}"
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        return f"cannot deliver: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+
+
+async def _each(batch: list[Claimed], one) -> tuple[list, list]:
+    ok, failed = [], []
+    for c in batch:
+        error = await one(c)
+        (failed.append(([c], error)) if error else ok.append(c))
+    return ok, failed
+
+
+async def _command(argv: list[str], c: Claimed) -> str | None:
+    """The item as JSON on stdin; no shell, and the token never in argv or the environment."""
+    env = {k: v for k, v in os.environ.items() if k != SECRET_ENV}
+    try:
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.PIPE, env=env)  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(json.dumps({**c.item, "token": c.token}).encode()), 60)
+    except (OSError, asyncio.TimeoutError) as exc:
+        return f"command failed to run: {exc}"[:300]
+    if proc.returncode != 0:
+        return f"command exited {proc.returncode}: {err.decode(errors='replace').strip()[:200]}"
+    return None
+
+
+async def _builtin(session, provider: str, batch: list[Claimed], overrides: dict[str, str]):
+    method, url, how = BUILTIN[provider]
+    base = overrides.get(provider)
+    if base:
+        p, b = urlsplit(url), urlsplit(base)
+        url = urlunsplit((b.scheme, b.netloc, b.path.rstrip("/") + p.path, "", ""))
+    if how == "batch":
+        ok, failed = [], []
+        size = BUILTIN_BATCH[provider]
+        for i in range(0, len(batch), size):
+            part = batch[i : i + size]
+            body = json.dumps({"credentials": [c.token for c in part]}).encode()
+            error = await _post(session, method, url, {"Content-Type": "application/json", "User-Agent": USER_AGENT}, body)
+            (failed.append((part, error)) if error else ok.extend(part))
+        return ok, failed
+
+    async def one(c: Claimed) -> str | None:
+        auth = {"PRIVATE-TOKEN": c.token} if provider == "gitlab" else {"Authorization": f"Bearer {c.token}"}
+        return await _post(session, method, url, {**auth, "User-Agent": USER_AGENT}, None)
+
+    return await _each(batch, one)
+
+
+async def _plugin(name: str, batch: list[Claimed]):
+    """A `leakscan.revokers` entry point: a callable taking the items (tokens included) and
+    returning true when they were handed over."""
+    found = [ep for ep in entry_points(group="leakscan.revokers") if ep.name == name]
+    if not found:
+        return [], [(batch, f"no revoker plugin named {name!r} (entry-point group leakscan.revokers)")]
+    try:
+        result = found[0].load()(_payload(batch))
+        if asyncio.iscoroutine(result):
+            result = await result
+    except Exception as exc:  # a plugin's failure must not lose the deliveries
+        return [], [(batch, f"plugin {name} failed: {type(exc).__name__}: {exc}"[:300])]
+    return (batch, []) if result else ([], [(batch, f"plugin {name} declined")])

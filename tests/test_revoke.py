@@ -1,0 +1,209 @@
+"""Revocation end to end: verified leaks → the outbox → signed webhooks, commands and built-in
+revokers; durable across a receiver that is down, failing, or a leakscan that is killed."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from aiohttp import web
+
+from helpers import HF, leakscan, token
+from standin import StandIn
+from test_verify import bearer, plant, tok
+
+SECRET = "s3cret-for-tests"
+
+
+def free_port() -> int:
+    with StandIn(lambda r, b: None) as s:
+        return s.port
+
+
+class Receiver:
+    """A partner-style webhook receiver: checks signatures, acknowledges per `behaviour`."""
+
+    def __init__(self, behaviour="ok"):
+        self.behaviour = behaviour
+        self.posts: list[list[dict]] = []
+        self.acked: Counter = Counter()
+        self.bad_signatures = 0
+        self.first_seen: set[str] = set()
+
+    async def __call__(self, request, body):
+        want = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        if request.headers.get("X-Leakscan-Signature") != want or not request.headers.get("X-Leakscan-Delivery"):
+            self.bad_signatures += 1
+            return web.Response(status=401)
+        items = json.loads(body)
+        self.posts.append(items)
+        if self.behaviour == "fail-first" and not all(i["id"] in self.first_seen for i in items):
+            self.first_seen.update(i["id"] for i in items)
+            return web.Response(status=500)
+        if self.behaviour == "hang":
+            import asyncio
+
+            await asyncio.sleep(60)
+        for i in items:
+            self.acked[i["token"]] += 1
+        return web.Response(status=202)
+
+
+
+@pytest.fixture
+def provider():
+    live = {tok("r-live-1"), tok("r-live-2")}
+
+    async def answer(request, body):
+        if bearer(request) in live:
+            return web.json_response({"user": {"name": "ada"}})
+        return web.Response(status=401)
+
+    with StandIn(answer) as s:
+        yield s, sorted(live)
+
+
+def scan_env(provider_url: str) -> dict:
+    return {"LEAKSCAN_NO_VERIFY": "0", "LEAKSCAN_ENDPOINT_ACME": provider_url, "LEAKSCAN_REVOKE_SECRET": SECRET}
+
+
+def store_bytes(db) -> bytes:
+    return b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
+
+
+def test_receiver_down_then_failing_first_posts_delivers_each_live_token_once(tmp_path, acme, provider):
+    stand_in, live = provider
+    dead = tok("r-dead")
+    root = plant(tmp_path / "repo", [*live, dead, live[0]])
+    db = tmp_path / "store.sqlite3"
+    port = free_port()
+    hook = f"http://127.0.0.1:{port}/revoke"
+    run = leakscan("scan", root, "--rules", acme, "-f", "json", "--db", db, "--revoke-webhook", hook, env=scan_env(stand_in.url))
+    assert run.code == 1, run.err
+    assert "revocation: 2 new deliveries, 0 delivered, 2 pending" in run.err  # the receiver is down
+    assert all(t.encode() in store_bytes(db) for t in live)  # kept while a delivery needs them
+    receiver = Receiver("fail-first")
+    with StandIn(receiver, port=port):
+        # each first POST fails: the flush retries it (backoff) and delivers; a second flush has nothing left
+        first = leakscan("revoke", "flush", "--db", db, env={"LEAKSCAN_REVOKE_SECRET": SECRET})
+        assert first.code == 0 and "2 delivered, 0 failed, 0 pending" in first.out, first.out + first.err
+        second = leakscan("revoke", "flush", "--db", db, env={"LEAKSCAN_REVOKE_SECRET": SECRET})
+        assert second.code == 0 and "0 delivered, 0 failed, 0 pending" in second.out
+        # found again by a rescan: no second delivery
+        again = leakscan("scan", root, "--rules", acme, "--db", db, "--revoke-webhook", hook, env=scan_env(stand_in.url))
+        assert "revocation: 0 new deliveries" in again.err
+    assert receiver.bad_signatures == 0
+    assert receiver.acked == Counter({live[0]: 1, live[1]: 1})
+    assert all(i["token"] in live for post in receiver.posts for i in post)
+    item = receiver.posts[-1][0]
+    assert set(item) >= {"id", "token", "type", "url", "source", "repo", "path", "commit", "verified_at"}
+    assert item["type"] == "acme-key" and item["source"] == "file"
+    data = store_bytes(db)
+    assert not any(t.encode() in data for t in [*live, dead])
+    listing = leakscan("revoke", "list", "--db", db, "-f", "json")
+    assert [r["state"] for r in json.loads(listing.out)] == ["delivered", "delivered"]
+    assert not any(t in listing.out for t in live)
+
+
+def test_two_flushes_at_once_do_not_double_send(tmp_path, acme, provider):
+    stand_in, live = provider
+    db = tmp_path / "store.sqlite3"
+    port = free_port()
+    leakscan("scan", plant(tmp_path / "repo", live), "--rules", acme, "--db", db,
+             "--revoke-webhook", f"http://127.0.0.1:{port}/a", "--revoke-webhook", f"http://127.0.0.1:{port}/b",
+             env=scan_env(stand_in.url))  # fmt: skip
+    receiver = Receiver()
+    env = {**os.environ, "LEAKSCAN_REVOKE_SECRET": SECRET}
+    with StandIn(receiver, port=port):
+        procs = [subprocess.Popen([sys.executable, "-m", "leakscan", "revoke", "flush", "--db", str(db)], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]  # fmt: skip
+        for p in procs:
+            p.wait(60)
+    assert receiver.acked == Counter({live[0]: 2, live[1]: 2})  # once per token and per webhook
+
+
+def test_killed_mid_delivery_is_delivered_by_the_next_flush(tmp_path, acme, provider):
+    stand_in, live = provider
+    db = tmp_path / "store.sqlite3"
+    port = free_port()
+    leakscan("scan", plant(tmp_path / "repo", live), "--rules", acme, "--db", db,
+             "--revoke-webhook", f"http://127.0.0.1:{port}/r", env=scan_env(stand_in.url))  # fmt: skip
+    hanging = Receiver("hang")
+    env = {**os.environ, "LEAKSCAN_REVOKE_SECRET": SECRET}
+    with StandIn(hanging, port=port):
+        proc = subprocess.Popen([sys.executable, "-m", "leakscan", "revoke", "flush", "--db", str(db)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not hanging.posts and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hanging.posts, "the flush never reached the receiver"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    receiver = Receiver()
+    with StandIn(receiver, port=port):
+        run = leakscan("revoke", "flush", "--db", db, env={"LEAKSCAN_REVOKE_SECRET": SECRET})
+    assert run.code == 0 and "2 delivered" in run.out
+    assert receiver.acked == Counter({live[0]: 1, live[1]: 1})
+    assert not any(t.encode() in store_bytes(db) for t in live)
+
+
+def test_command_and_builtin_huggingface_revoker(tmp_path):
+    hf_live = token(HF, "hf-live")
+    revoked: list = []
+
+    async def hub(request, body):
+        if request.path == "/api/whoami-v2":
+            if bearer(request) == hf_live:
+                return web.json_response({"name": "ada", "type": "user", "auth": {"accessToken": {"role": "write"}}})
+            return web.Response(status=401)
+        if request.path == "/api/credentials/revoke":
+            revoked.append(json.loads(body))
+            return web.Response(status=202)
+        return web.Response(status=404)
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "a.py").write_text(f"HF_TOKEN = '{hf_live}'\n")
+    (root / "b.py").write_text(f"HF_TOKEN = '{token(HF, 'hf-dead')}'\n")
+    out = tmp_path / "delivered.jsonl"
+    script = tmp_path / "save.py"
+    script.write_text(f"import sys\nopen({str(out)!r}, 'a').write(sys.stdin.read() + '\\n')\n")
+    with StandIn(hub) as s:
+        run = leakscan("scan", root, "--no-history", "--db", tmp_path / "db.sqlite3", "-f", "json",
+                       "--revoke-builtin", "huggingface", "--revoke-command", f"{sys.executable} {script}",
+                       env={"LEAKSCAN_NO_VERIFY": "0", "LEAKSCAN_ENDPOINT_HUGGINGFACE": s.url})  # fmt: skip
+    assert "revocation: 2 new deliveries, 2 delivered, 0 pending" in run.err, run.err
+    assert revoked == [{"credentials": [hf_live]}]
+    (item,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert item["token"] == hf_live and item["type"] == "huggingface-access-token" and item["path"] == "a.py"
+
+
+def test_revocation_needs_verification_and_a_webhook_needs_a_url(tmp_path):
+    run = leakscan("scan", tmp_path, "--revoke-webhook", "http://127.0.0.1:9/x", "--no-verify")
+    assert run.code == 2 and run.err.startswith("leakscan: error: revocation needs verification")
+    run = leakscan("scan", tmp_path, "--revoke-webhook", "ftp://x", env={"LEAKSCAN_NO_VERIFY": "0"})
+    assert run.code == 2 and "needs an http(s) URL" in run.err
+    run = leakscan("scan", tmp_path, "--revoke-builtin", "acme", env={"LEAKSCAN_NO_VERIFY": "0"})
+    assert run.code == 2 and "no built-in revoker for 'acme'" in run.err
+
+
+def test_plugin_revoker_from_an_entry_point(tmp_path, acme, provider):
+    stand_in, live = provider
+    plug = tmp_path / "plug"
+    (plug / "myrev-0.dist-info").mkdir(parents=True)
+    (plug / "myrev-0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: myrev\nVersion: 0\n")
+    (plug / "myrev-0.dist-info" / "entry_points.txt").write_text("[leakscan.revokers]\nmine = myrev:revoke\n")
+    got = tmp_path / "got.json"
+    (plug / "myrev.py").write_text(f"import json\ndef revoke(items):\n    open({str(got)!r}, 'w').write(json.dumps(items))\n    return True\n")
+    run = leakscan("scan", plant(tmp_path / "repo", live), "--rules", acme, "--db", tmp_path / "db.sqlite3",
+                   "--revoke-plugin", "mine", env={**scan_env(stand_in.url), "PYTHONPATH": str(plug)})  # fmt: skip
+    assert "2 delivered, 0 pending" in run.err, run.err
+    assert sorted(i["token"] for i in json.loads(got.read_text())) == live
