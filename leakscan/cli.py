@@ -153,6 +153,7 @@ def scan(
     revoke_command: Annotated[Optional[list[str]], typer.Option("--revoke-command", metavar="CMD", help="Run CMD (no shell) with each verified leak as JSON on stdin (repeatable).")] = None,
     revoke_builtin: Annotated[Optional[list[str]], typer.Option("--revoke-builtin", metavar="PROVIDER", help="Use a provider's own revoke API: huggingface, github, slack, gitlab (repeatable).")] = None,
     revoke_plugin: Annotated[Optional[list[str]], typer.Option("--revoke-plugin", metavar="NAME", help="A revoker from the entry-point group leakscan.revokers (repeatable).")] = None,
+    revoke_config: Annotated[Optional[Path], typer.Option("--revoke-config", help="A TOML file of [[callbacks]], each for all providers or some.")] = None,
 ) -> None:
     """Scan a directory, a file or a git repository (all of its history) for leaked credentials."""
     if not path.exists():
@@ -183,7 +184,7 @@ def scan(
     if since and rev_range:
         raise UserError("give either --since or --range, not both")
     verify = not no_verify and os.environ.get("LEAKSCAN_NO_VERIFY", "") in ("", "0")
-    callbacks = _callbacks(revoke_webhook, revoke_command, revoke_builtin, revoke_plugin)
+    callbacks = _callbacks(revoke_webhook, revoke_command, revoke_builtin, revoke_plugin, revoke_config)
     if callbacks and (no_cache or not verify):
         raise UserError("revocation needs verification and the store (drop --no-verify/--no-cache)")
     with _store(db, no_cache) as store:
@@ -218,10 +219,20 @@ def scan(
     raise typer.Exit(code)
 
 
-def _callbacks(webhooks, commands, builtins, plugins) -> list[dict]:
+def _callbacks(webhooks, commands, builtins, plugins, config: Path | None) -> list[dict]:
     import shlex
+    import tomllib
 
-    from .revoke.deliver import BUILTIN, callbacks_from_options
+    from .revoke.deliver import BUILTIN, ConfigError, callbacks_from_config, callbacks_from_options
+
+    from_config = []
+    if config is not None:
+        try:
+            from_config = callbacks_from_config(tomllib.loads(config.read_text(encoding="utf-8")), config.name)
+        except OSError as exc:
+            raise UserError(f"cannot read {config}: {exc.strerror or exc}") from None
+        except (tomllib.TOMLDecodeError, ConfigError) as exc:
+            raise UserError(f"invalid revocation config: {exc}") from None
 
     for b in builtins or []:
         if b not in BUILTIN:
@@ -233,7 +244,7 @@ def _callbacks(webhooks, commands, builtins, plugins) -> list[dict]:
         argvs = [shlex.split(c) for c in commands or []]
     except ValueError as exc:
         raise UserError(f"--revoke-command: {exc}") from None
-    return callbacks_from_options(webhooks or [], argvs, builtins or [], plugins or [])
+    return callbacks_from_options(webhooks or [], argvs, builtins or [], plugins or []) + from_config
 
 
 def _revoke(store: Store, findings: list, callbacks: list[dict], repo: str) -> None:

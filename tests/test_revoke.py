@@ -207,3 +207,31 @@ def test_plugin_revoker_from_an_entry_point(tmp_path, acme, provider):
                    "--revoke-plugin", "mine", env={**scan_env(stand_in.url), "PYTHONPATH": str(plug)})  # fmt: skip
     assert "2 delivered, 0 pending" in run.err, run.err
     assert sorted(i["token"] for i in json.loads(got.read_text())) == live
+
+
+def test_config_file_callbacks_per_provider_with_their_own_secret(tmp_path, acme, provider):
+    stand_in, live = provider
+    port = free_port()
+    config = tmp_path / "revoke.toml"
+    config.write_text(f'''[[callbacks]]
+type = "webhook"
+url = "http://127.0.0.1:{port}/acme-only"
+providers = ["acme"]
+secret_env = "ACME_HOOK_KEY"
+
+[[callbacks]]
+type = "webhook"
+url = "http://127.0.0.1:{port}/never"
+providers = ["huggingface"]
+''')
+    receiver = Receiver()
+    with StandIn(receiver, port=port) as s:
+        run = leakscan("scan", plant(tmp_path / "repo", live), "--rules", acme, "--db", tmp_path / "db.sqlite3",
+                       "--revoke-config", config,
+                       env={"LEAKSCAN_NO_VERIFY": "0", "LEAKSCAN_ENDPOINT_ACME": stand_in.url, "ACME_HOOK_KEY": SECRET})  # fmt: skip
+    assert "2 new deliveries, 2 delivered, 0 pending" in run.err, run.err
+    assert {r.path for r in s.requests} == {"/acme-only"} and receiver.bad_signatures == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[callbacks]]\ntype = "command"\nargv = "rm -rf /"\n')
+    run = leakscan("scan", tmp_path / "repo", "--revoke-config", bad, env={"LEAKSCAN_NO_VERIFY": "0"})
+    assert run.code == 2 and run.err.strip() == "leakscan: error: invalid revocation config: bad.toml: callbacks[1]: argv must be a list of strings (no shell)"

@@ -52,6 +52,36 @@ def callbacks_from_options(webhooks: list[str], commands: list[list[str]], built
     return out
 
 
+class ConfigError(ValueError):
+    pass
+
+
+def callbacks_from_config(data: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """`[[callbacks]]` tables: type = webhook | command | builtin | plugin, their target (url,
+    argv, provider, name), optional `providers = [...]` to limit them, and for webhooks an
+    optional `secret_env` naming the variable that holds their signing key."""
+    out = []
+    for i, raw in enumerate(data.get("callbacks", []), 1):
+        at = f"{where}: callbacks[{i}]"
+        if not isinstance(raw, dict) or raw.get("type") not in ("webhook", "command", "builtin", "plugin"):
+            raise ConfigError(f"{at}: type must be webhook, command, builtin or plugin")
+        need = {"webhook": "url", "command": "argv", "builtin": "provider", "plugin": "name"}[raw["type"]]
+        allowed = {"type", need, "providers"} | ({"secret_env"} if raw["type"] == "webhook" else set())
+        if need not in raw or set(raw) - allowed:
+            raise ConfigError(f"{at}: a {raw['type']} callback takes {', '.join(sorted(allowed - {'type'}))}")
+        if raw["type"] == "command" and not (isinstance(raw["argv"], list) and raw["argv"] and all(isinstance(a, str) for a in raw["argv"])):
+            raise ConfigError(f"{at}: argv must be a list of strings (no shell)")
+        if raw["type"] == "webhook" and not str(raw["url"]).startswith(("https://", "http://")):
+            raise ConfigError(f"{at}: url must be http(s)")
+        if raw["type"] == "builtin" and raw["provider"] not in BUILTIN:
+            raise ConfigError(f"{at}: no built-in revoker for {raw['provider']!r} (known: {', '.join(BUILTIN)})")
+        providers = raw.get("providers", [raw["provider"]] if raw["type"] == "builtin" else [])
+        if not isinstance(providers, list) or not all(isinstance(p, str) for p in providers):
+            raise ConfigError(f"{at}: providers must be a list of provider ids")
+        out.append({**raw, "providers": providers} if providers else {k: v for k, v in raw.items() if k != "providers"})
+    return out
+
+
 def sign(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
@@ -99,7 +129,7 @@ async def _deliver(session: aiohttp.ClientSession, batch: list[Claimed], overrid
     callback = batch[0].callback
     kind = callback["type"]
     if kind == "webhook":
-        return await _webhook(session, callback["url"], batch)
+        return await _webhook(session, callback["url"], batch, callback.get("secret_env", SECRET_ENV))
     if kind == "command":
         return await _each(batch, lambda c: _command(callback["argv"], c))
     if kind == "builtin":
@@ -113,10 +143,10 @@ def _payload(batch: list[Claimed]) -> list[dict[str, Any]]:
     return [{**c.item, "token": c.token} for c in batch]
 
 
-async def _webhook(session: aiohttp.ClientSession, url: str, batch: list[Claimed]):
-    secret = os.environ.get(SECRET_ENV, "")
+async def _webhook(session: aiohttp.ClientSession, url: str, batch: list[Claimed], secret_env: str):
+    secret = os.environ.get(secret_env, "")
     if not secret:
-        return [], [(batch, f"no signing secret: set {SECRET_ENV}")]
+        return [], [(batch, f"no signing secret: set {secret_env}")]
     ok, failed = [], []
     for i in range(0, len(batch), WEBHOOK_BATCH):
         part = batch[i : i + WEBHOOK_BATCH]
