@@ -219,6 +219,103 @@ def scan(
     raise typer.Exit(code)
 
 
+class HubType(str, Enum):
+    model = "model"
+    dataset = "dataset"
+    space = "space"
+
+
+@app.command()
+def repo(
+    target: Annotated[Optional[str], typer.Argument(help="user/model, datasets/user/name, spaces/user/name or a Hub URL.")] = None,
+    repo_type: Annotated[Optional[HubType], typer.Option("--type", help="Repository type when TARGET has no prefix.")] = None,
+    revision: Annotated[Optional[str], typer.Option("--revision", help="Scan this revision's tree and the history up to it.")] = None,
+    author: Annotated[Optional[str], typer.Option("--author", help="Scan every model, dataset and Space of this user or organisation.")] = None,
+    no_discussions: Annotated[bool, typer.Option("--no-discussions", help="Skip discussion and pull-request comments.")] = False,
+    max_repo_size: Annotated[int, typer.Option("--max-repo-size", metavar="MB", min=1, help="Refuse repositories whose git data grows past this.")] = 10240,
+    fmt: Annotated[Optional[Format], typer.Option("--format", "-f", help="Output format (default: table).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report to this file.")] = None,
+    redact: Annotated[bool, typer.Option("--redact", help="Leave raw secrets out of json/jsonl/sarif.")] = False,
+    db: Annotated[Optional[Path], typer.Option("--db", help="The SQLite store (scan cache, verdicts).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor update the scan cache.")] = False,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not ask providers whether secrets are live.")] = False,
+    only_verified: Annotated[bool, typer.Option("--only-verified", help="Report only secrets a provider confirmed as live.")] = False,
+    fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 on any finding, or only on verified ones.")] = FailOn.any,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes.")] = None,
+) -> None:
+    """Scan Hugging Face Hub repositories: every ref's history (pull requests included) and
+    every discussion and PR comment."""
+    from .hubscan import scan_hub_repo
+    from .sources.hub import HubError, list_owner_repos, parse_target
+
+    if (target is None) == (author is None):
+        raise UserError("give a repository (user/name) or --author NAME")
+    ruleset = _load(None, None)
+    scanner = Scanner(ruleset)
+    verify = not no_verify and os.environ.get("LEAKSCAN_NO_VERIFY", "") in ("", "0")
+    try:
+        targets = [parse_target(target, repo_type.value if repo_type else None)] if target else None
+    except HubError as exc:
+        raise UserError(str(exc)) from None
+    combined = ScanResult()
+    rows = []
+    with _store(db, no_cache) as store:
+        verifier = _verifier(ruleset, store, False, 10.0) if verify else None
+        try:
+            if targets is None:
+                try:
+                    kinds = (repo_type.value,) if repo_type else ("model", "dataset", "space")
+                    targets = list(list_owner_repos(author, kinds))
+                except Exception as exc:  # HTTP errors and the client's connection errors
+                    raise UserError(f"cannot list the repositories of {author}: {type(exc).__name__}") from None
+                if not targets:
+                    raise UserError(f"{author} has no public repositories (or does not exist)")
+            for hub_repo in _progress(targets, len(targets) > 1):
+                try:
+                    result = scan_hub_repo(hub_repo, scanner, store=store, revision=revision,
+                                           discussions=not no_discussions, max_bytes=max_repo_size << 20, jobs=jobs,
+                                           on_findings=verifier.submit if verifier else None)  # fmt: skip
+                except HubError as exc:
+                    if len(targets) == 1:
+                        raise UserError(str(exc)) from None
+                    rows.append((hub_repo.label, "failed", str(exc)))
+                    continue
+                rows.append((hub_repo.label, "scanned", f"{len(result.findings)} findings"))
+                combined.findings += result.findings
+                combined.skipped += result.skipped
+                combined.stats.objects += result.stats.objects
+                combined.stats.bytes += result.stats.bytes
+                combined.stats.seconds += result.stats.seconds
+                combined.stats.incremental |= result.stats.incremental
+        finally:
+            if verifier is not None:
+                verifier.close()
+                if verifier.bar is not None:
+                    verifier.bar.stop()
+    if len(targets) > 1:
+        from rich.table import Table
+
+        table = Table("repository", "status", "result", title=f"{author}: {len(targets)} repositories")
+        for row in rows:
+            table.add_row(*row, style="red" if row[1] == "failed" else None)
+        Console(stderr=True).print(table)
+    if only_verified:
+        combined.findings = [f for f in combined.findings if f.verification == "verified"]
+    code = _emit(combined, ruleset, fmt, output, redact)
+    if fail_on is FailOn.verified and not any(f.verification == "verified" for f in combined.findings):
+        code = EXIT_CLEAN
+    raise typer.Exit(code)
+
+
+def _progress(items: list, show: bool):
+    if not show or not sys.stderr.isatty():
+        yield from items
+        return
+    from rich.progress import track
+
+    yield from track(items, description="scanning repositories", console=Console(stderr=True), transient=True)
+
+
 def _callbacks(webhooks, commands, builtins, plugins, config: Path | None) -> list[dict]:
     import shlex
     import tomllib

@@ -1,0 +1,242 @@
+"""Source: Hugging Face Hub repositories — a bare clone of every ref (pull requests included)
+kept in a cache and fetched incrementally, plus the text of every discussion and PR comment.
+
+The Hub's address and credentials come from huggingface_hub's own settings (HF_ENDPOINT,
+HF_TOKEN or the stored login). The remote is untrusted: git runs with hooks, submodules and
+credential prompts off, only http(s), LFS content never downloaded, a time limit and a size
+limit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import platformdirs
+
+from ..model import Origin
+
+TYPES = ("model", "dataset", "space")
+_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+FETCH_TIMEOUT = 1800.0
+
+
+class HubError(Exception):
+    """An unusable target: one line for the user."""
+
+
+@dataclass(frozen=True)
+class HubRepo:
+    repo_type: str
+    repo_id: str
+    endpoint: str
+
+    @property
+    def web_url(self) -> str:
+        return f"{self.endpoint}/{_PREFIX[self.repo_type]}{self.repo_id}"
+
+    @property
+    def label(self) -> str:
+        return f"{_PREFIX[self.repo_type]}{self.repo_id}"
+
+
+def endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+def parse_target(target: str, repo_type: str | None = None) -> HubRepo:
+    """`user/model`, `datasets/user/name`, `spaces/user/name`, or a Hub URL."""
+    base = endpoint()
+    text = target.strip()
+    if "://" in text:
+        parts = urlsplit(text)
+        base = f"{parts.scheme}://{parts.netloc}"
+        text = parts.path.strip("/")
+        for cut in ("/tree/", "/blob/", "/resolve/", "/discussions", "/commit/"):
+            text = text.split(cut, 1)[0]
+    pieces = [p for p in text.split("/") if p]
+    kind = repo_type
+    if pieces and pieces[0] in ("datasets", "spaces", "models"):
+        prefix_kind = {"datasets": "dataset", "spaces": "space", "models": "model"}[pieces.pop(0)]
+        if kind and kind != prefix_kind:
+            raise HubError(f"--type {kind} contradicts {target!r}")
+        kind = prefix_kind
+    if len(pieces) != 2 or not all(_NAME.match(p) for p in pieces):
+        raise HubError(f"not a Hub repository: {target!r} (expected user/name, datasets/user/name, spaces/user/name or a URL)")
+    return HubRepo(kind or "model", "/".join(pieces), base)
+
+
+def api(hub_endpoint: str):
+    from huggingface_hub import HfApi
+
+    from .. import __version__
+
+    return HfApi(endpoint=hub_endpoint, library_name="leakscan", library_version=__version__)
+
+
+def repo_info(repo: HubRepo, revision: str | None = None):
+    """The repository's metadata through huggingface_hub; HubError with the reason if unusable."""
+    from huggingface_hub.utils import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        return api(repo.endpoint).repo_info(repo.repo_id, repo_type=repo.repo_type, revision=revision)
+    except GatedRepoError:
+        raise HubError(f"{repo.label}: gated repository; accept its terms and log in (HF_TOKEN)") from None
+    except RepositoryNotFoundError:
+        raise HubError(f"{repo.label}: repository not found (or private: set HF_TOKEN or log in)") from None
+    except RevisionNotFoundError:
+        raise HubError(f"{repo.label}: revision not found: {revision}") from None
+    except HfHubHTTPError as exc:
+        raise HubError(f"{repo.label}: the Hub answered {_status(exc)}") from None
+    except Exception as exc:  # the HTTP client's connection errors (httpx) are not OSErrors
+        raise HubError(f"{repo.label}: cannot reach {repo.endpoint}: {type(exc).__name__}") from None
+
+
+def _status(exc) -> str:
+    resp = getattr(exc, "response", None)
+    return f"HTTP {resp.status_code}" if resp is not None else str(exc).splitlines()[0][:120]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LEAKSCAN_HUB_CACHE") or Path(platformdirs.user_cache_dir("leakscan")) / "hub")
+
+
+def mirror(repo: HubRepo, *, cache: Path | None = None, max_bytes: int | None = None,
+           timeout: float = FETCH_TIMEOUT) -> Path:  # fmt: skip
+    """A bare clone holding every ref of the repository (branches, tags, refs/pr/*, refs/convert/*),
+    created or fetched incrementally in the cache. LFS content is never downloaded: only pointers."""
+    host = urlsplit(repo.endpoint).netloc.replace(":", "_")
+    path = (cache or cache_dir()) / host / f"{repo.repo_type}s" / repo.repo_id
+    fresh = not (path / "HEAD").exists()
+    if fresh:
+        path.mkdir(parents=True, exist_ok=True)
+        _git(["init", "--quiet", "--bare", str(path)], None, timeout=60)
+    url = f"{repo.web_url}"
+    try:
+        _fetch(path, url, max_bytes, timeout)
+    except HubError:
+        if fresh:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    return path
+
+
+def _safe_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_LFS_SKIP_SMUDGE="1", GIT_CONFIG_NOSYSTEM="1", GIT_ASKPASS="/bin/false",
+               SSH_ASKPASS="/bin/false")  # fmt: skip
+    token = _token()
+    if token:  # through the environment, never argv: other users can read process lists
+        env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader", GIT_CONFIG_VALUE_0=f"Authorization: Bearer {token}")
+    return env
+
+
+def _token() -> str | None:
+    try:
+        from huggingface_hub import get_token
+
+        return get_token()
+    except Exception:
+        return None
+
+
+_SAFE = ["-c", "core.hooksPath=/dev/null", "-c", "protocol.allow=never", "-c", "protocol.https.allow=always",
+         "-c", "protocol.http.allow=always", "-c", "submodule.recurse=false", "-c", "fetch.recurseSubmodules=false",
+         "-c", "credential.helper=", "-c", "core.fsmonitor=false", "-c", "transfer.fsckObjects=false",
+         "-c", "http.followRedirects=false", "-c", "lfs.fetchexclude=*"]  # fmt: skip
+
+
+def _git(args: list[str], cwd: Path | None, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *_SAFE, *args], cwd=cwd, env=_safe_env(), capture_output=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+def _fetch(path: Path, url: str, max_bytes: int | None, timeout: float) -> None:
+    """`git fetch --prune URL '+refs/*:refs/*'`, watched: killed past `timeout` or when the
+    object store grows beyond `max_bytes`."""
+    cmd = ["git", *_SAFE, "--git-dir", str(path), "fetch", "--quiet", "--prune", "--no-tags", "--no-write-fetch-head",
+           "--", url, "+refs/*:refs/*"]  # fmt: skip
+    err_path = path / "leakscan-fetch.err"
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen(cmd, env=_safe_env(), stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
+        started = time.monotonic()
+        while proc.poll() is None:
+            time.sleep(0.05)
+            if time.monotonic() - started > timeout:
+                proc.kill()
+                raise HubError(f"fetching {url} took longer than {timeout:.0f} s")
+            if max_bytes is not None and _size(path / "objects") > max_bytes:
+                proc.kill()
+                proc.wait()
+                raise HubError(f"{url} is larger than --max-repo-size ({max_bytes >> 20} MiB)")
+    message = err_path.read_text(errors="replace").strip().splitlines()
+    err_path.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        last = next((m for m in reversed(message) if m.strip()), "git fetch failed")
+        raise HubError(f"cannot fetch {url}: {last.removeprefix('fatal: ')}")
+
+
+def _size(root: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+@dataclass(frozen=True)
+class Comment:
+    num: int
+    is_pr: bool
+    event_id: str
+    text: str
+    edited: bool  # an earlier version of an edited comment
+
+    def origin(self) -> Origin:
+        kind = "pull request" if self.is_pr else "discussion"
+        label = f"{self.event_id} (earlier version)" if self.edited else self.event_id
+        return Origin(f"discussions/{self.num}", "discussion", None, f"{kind} comment {label}")
+
+
+def comments(repo: HubRepo) -> Iterator[Comment]:
+    """The text of every comment of every discussion and pull request, all pages, including
+    earlier versions of edited comments (an edited-away secret is still public there)."""
+    hf = api(repo.endpoint)
+    for d in hf.get_repo_discussions(repo.repo_id, repo_type=repo.repo_type):
+        details = hf.get_discussion_details(repo.repo_id, d.num, repo_type=repo.repo_type)
+        if details.title:
+            yield Comment(d.num, d.is_pull_request, "title", details.title, False)
+        for event in details.events:
+            if getattr(event, "type", None) != "comment":
+                continue
+            yield Comment(d.num, d.is_pull_request, event.id, event.content or "", False)
+            try:
+                history = event.edit_history
+            except (KeyError, TypeError):
+                history = []
+            for i, old in enumerate(history or []):
+                raw = old.get("raw") if isinstance(old, dict) else None
+                if raw and raw != event.content:
+                    yield Comment(d.num, d.is_pull_request, f"{event.id}#{i}", raw, True)
+
+
+def list_owner_repos(owner: str, types: tuple[str, ...] = TYPES) -> Iterator[HubRepo]:
+    """Every model, dataset and Space of a user or organisation: all pages (the client follows
+    the Link headers; no 1,000-repo cap)."""
+    base = endpoint()
+    hf = api(base)
+    listers = {"model": hf.list_models, "dataset": hf.list_datasets, "space": hf.list_spaces}
+    for kind in types:
+        for info in listers[kind](author=owner):
+            yield HubRepo(kind, info.id, base)
