@@ -201,22 +201,14 @@ def scan(
         except GitSourceError as exc:
             raise UserError(str(exc)) from None
         finally:
-            if verifier is not None:
-                verifier.close()
-                if verifier.bar is not None:
-                    verifier.bar.stop()
+            _close(verifier)
         if callbacks and store is not None:
             _revoke(store, result.findings, callbacks, str(path.resolve()))
     if repo is not None:
         for skip in result.skipped:
             if skip.reason.startswith(("missing", "history", "corrupt")):
                 print(f"leakscan: warning: {skip.path}: {skip.reason}", file=sys.stderr)
-    if only_verified:
-        result.findings = [f for f in result.findings if f.verification == "verified"]
-    code = _emit(result, ruleset, fmt, output, redact)
-    if fail_on is FailOn.verified and not any(f.verification == "verified" for f in result.findings):
-        code = EXIT_CLEAN
-    raise typer.Exit(code)
+    raise typer.Exit(_report(result, ruleset, fmt, output, redact, only_verified, fail_on))
 
 
 class HubType(str, Enum):
@@ -288,10 +280,7 @@ def repo(
                 combined.stats.seconds += result.stats.seconds
                 combined.stats.incremental |= result.stats.incremental
         finally:
-            if verifier is not None:
-                verifier.close()
-                if verifier.bar is not None:
-                    verifier.bar.stop()
+            _close(verifier)
     if len(targets) > 1:
         from rich.table import Table
 
@@ -299,12 +288,7 @@ def repo(
         for row in rows:
             table.add_row(*row, style="red" if row[1] == "failed" else None)
         Console(stderr=True).print(table)
-    if only_verified:
-        combined.findings = [f for f in combined.findings if f.verification == "verified"]
-    code = _emit(combined, ruleset, fmt, output, redact)
-    if fail_on is FailOn.verified and not any(f.verification == "verified" for f in combined.findings):
-        code = EXIT_CLEAN
-    raise typer.Exit(code)
+    raise typer.Exit(_report(combined, ruleset, fmt, output, redact, only_verified, fail_on))
 
 
 def _progress(items: list, show: bool):
@@ -314,6 +298,25 @@ def _progress(items: list, show: bool):
     from rich.progress import track
 
     yield from track(items, description="scanning repositories", console=Console(stderr=True), transient=True)
+
+
+def _close(verifier: BackgroundVerifier | None) -> None:
+    """Wait for the last verdict, then take the progress bar down."""
+    if verifier is not None:
+        verifier.close()
+        if verifier.bar is not None:
+            verifier.bar.stop()
+
+
+def _report(result: ScanResult, ruleset: RuleSet, fmt: Format | None, output: Path | None, redact: bool,
+            only_verified: bool, fail_on: FailOn) -> int:  # fmt: skip
+    """Render the report; the exit code follows --fail-on."""
+    if only_verified:
+        result.findings = [f for f in result.findings if f.verification == "verified"]
+    code = _emit(result, ruleset, fmt, output, redact)
+    if fail_on is FailOn.verified and not any(f.verification == "verified" for f in result.findings):
+        code = EXIT_CLEAN
+    return code
 
 
 def _callbacks(webhooks, commands, builtins, plugins, config: Path | None) -> list[dict]:
