@@ -273,6 +273,9 @@ def repo(
                     rows.append((hub_repo.label, "failed", str(exc)))
                     continue
                 rows.append((hub_repo.label, "scanned", f"{len(result.findings)} findings"))
+                for skip in result.skipped:
+                    if skip.path == "discussions":
+                        print(f"leakscan: warning: {hub_repo.label}: {skip.reason}", file=sys.stderr)
                 combined.findings += result.findings
                 combined.skipped += result.skipped
                 combined.stats.objects += result.stats.objects

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from .findings import dedupe
 from .history import HistoryOptions, scan_repository
-from .model import Finding
+from .model import Finding, Skip
 from .scan import ScanResult, Scanner, unsuppressed
 from .sources.git import GitSourceError, open_repo
 from .sources.hub import HubError, HubRepo, comments, mirror, repo_info
@@ -41,7 +41,9 @@ def scan_hub_repo(repo: HubRepo, scanner: Scanner, *, store: Store | None = None
                     f.extra.update(repo=repo.label, discussion=comment.num, url=f"{repo.web_url}/discussions/{comment.num}")
                 found += got
         except Exception as exc:  # HTTP errors (OSErrors) and the client's connection errors
-            raise HubError(f"{repo.label}: cannot read discussions: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}") from None
+            # The history was scanned; missing discussions are reported, not fatal.
+            detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            result.skipped.append(Skip("discussions", f"cannot read discussions: {detail}"))
         if on_findings and found:
             on_findings(unsuppressed(found, None))
         result.findings = dedupe(result.findings + found)

@@ -136,3 +136,13 @@ def test_max_repo_size_stops_the_fetch(hub, tmp_path):
     run = leakscan("repo", "big/weights", "--no-verify", "--no-cache", "--max-repo-size", "1", env=env(hub, tmp_path))
     assert run.code == 2 and "is larger than --max-repo-size (1 MiB)" in run.err, run.err
     assert not (tmp_path / "mirrors").exists() or not any((tmp_path / "mirrors").rglob("HEAD"))
+
+
+def test_discussions_that_cannot_be_read_are_a_warning_not_a_failure(hub, tmp_path):
+    secret = token(HF, "disc")
+    hub.add_repo("model", "dave/m")
+    hub.commit("model", "dave/m", {"a.py": f"T='{secret}'\n"})
+    hub.fail_next("/api/models/dave/m/discussions", 403)
+    run = leakscan("repo", "dave/m", "-f", "json", "--no-verify", "--no-cache", env=env(hub, tmp_path))
+    assert run.code == 1 and [f["secret"] for f in run.json] == [secret]
+    assert "leakscan: warning: dave/m: cannot read discussions" in run.err
