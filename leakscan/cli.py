@@ -41,6 +41,8 @@ app = typer.Typer(
 )
 detectors_app = typer.Typer(help="List and check detector files.", no_args_is_help=True)
 app.add_typer(detectors_app, name="detectors")
+hook_app = typer.Typer(help="Push protection: a pre-receive hook for git servers.", no_args_is_help=True)
+app.add_typer(hook_app, name="hook")
 revoke_app = typer.Typer(help="The revocation outbox: deliver pending revocations, list them.", no_args_is_help=True)
 app.add_typer(revoke_app, name="revoke")
 
@@ -431,6 +433,30 @@ def detectors_check(rules: RulesOpt = None) -> None:
         print(p, file=sys.stderr)
     print(f"{len(ruleset)} rules, {len(problems)} problem{'s' * (len(problems) != 1)}")
     raise typer.Exit(EXIT_FINDINGS if problems else EXIT_CLEAN)
+
+
+@hook_app.command("pre-receive")
+def hook_pre_receive() -> None:
+    """Run by hooks/pre-receive: reads `<old> <new> <ref>` lines on stdin; exits non-zero to
+    refuse a push that brings a secret."""
+    from .hook import run_pre_receive
+
+    raise typer.Exit(run_pre_receive(sys.stdin.read()))
+
+
+@hook_app.command("install")
+def hook_install(repo_dir: Annotated[Path, typer.Argument(metavar="REPO.git", help="The bare repository to protect.")]) -> None:
+    """Install the pre-receive hook into a bare repository (idempotent; keeps an existing hook, chained)."""
+    from .hook import CONFIG, install, server_hook_line
+
+    try:
+        path = install(repo_dir)
+    except (ValueError, OSError) as exc:
+        raise UserError(str(exc)) from None
+    print(f"installed {path}")
+    print(f"policy (optional): {repo_dir}/{CONFIG}")
+    print(f"GitLab/Gitea server hook: put an executable script in custom_hooks/pre-receive.d/ (GitLab) or in the")
+    print(f"repository's Git Hooks settings (Gitea) that runs:  exec {server_hook_line()}")
 
 
 DbOpt = Annotated[Optional[Path], typer.Option("--db", help="The SQLite store (default in the user cache dir).")]

@@ -274,6 +274,19 @@ def open_repo(path: str | os.PathLike, *, trust_foreign_owner: bool = False) -> 
                    trust_foreign_owner=trust_foreign_owner)  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Pushed:
+    """A `rev_range` for a pre-receive hook: objects reachable from these new tips and from no
+    existing ref (which, during pre-receive, still hold their pre-push values)."""
+
+    tips: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for tip in self.tips:
+            if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", tip):
+                raise GitSourceError(f"not an object id: {tip!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class _Walk:
     """What `git rev-list` walks: command-line arguments plus lines for `--stdin`."""
@@ -333,6 +346,8 @@ class GitRepo:
         return out.decode().strip()
 
     def _walk(self, rev_range: str | None, since: str | Sequence[str] | None, reflogs: bool) -> _Walk:
+        if isinstance(rev_range, Pushed):  # what a push brings: its new tips, not what any ref has
+            return _Walk((*rev_range.tips, "--not", "--all"))
         if rev_range and since:
             raise GitSourceError("give either rev_range or since, not both")
         if isinstance(since, str):  # everything reachable from any ref but not from `since`

@@ -1,0 +1,149 @@
+"""Push protection with real pushes: the installed pre-receive hook in a bare repository, over a
+local path and over smart HTTP (git http-backend)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from helpers import GHP, HF, leakscan, token
+from hubstand import HubStandIn, git_env
+
+ID = ["-c", "user.name=Dev", "-c", "user.email=dev@example.org"]
+GENERIC = token("{b62:20}", "generic") + "7Qx9"  # a prefix-less key, made now: only the generic rule sees it
+
+
+def git(*args, cwd, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=git_env(), timeout=60)
+    if check and proc.returncode:
+        raise AssertionError(proc.stderr)
+    return proc
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = tmp_path / "srv.git"
+    git("init", "-q", "--bare", "-b", "main", str(srv), cwd=tmp_path)
+    run = leakscan("hook", "install", srv)
+    assert run.code == 0 and "installed" in run.out and "-m leakscan hook pre-receive" in run.out
+    wt = tmp_path / "wt"
+    git("init", "-q", "-b", "main", str(wt), cwd=tmp_path)
+    (wt / "README.md").write_text("# app\n")
+    git("add", ".", cwd=wt)
+    git(*ID, "commit", "-q", "-m", "init", cwd=wt)
+    git("push", "-q", str(srv), "main", cwd=wt)
+    return srv, wt
+
+
+def commit(wt, files: dict[str, str], message="change") -> str:
+    for name, text in files.items():
+        (wt / name).write_text(text)
+    git("add", ".", cwd=wt)
+    git(*ID, "commit", "-q", "-m", message, cwd=wt)
+    return git("rev-parse", "HEAD", cwd=wt).stdout.strip()
+
+
+def tip(srv, ref="refs/heads/main") -> str:
+    return git("--git-dir", str(srv), "rev-parse", ref, cwd=srv.parent).stdout.strip()
+
+
+def test_a_push_with_a_secret_is_refused_with_what_and_where(server):
+    srv, wt = server
+    before = tip(srv)
+    secret = token(HF, "push")
+    sha = commit(wt, {"config.py": f"import os\nHF_TOKEN = '{secret}'\n"}, "add config")
+    commit(wt, {"notes.txt": "more\n"})
+    push = git("push", str(srv), "main", cwd=wt, check=False)
+    assert push.returncode != 0
+    assert "! [remote rejected] main -> main (pre-receive hook declined)" in push.stderr
+    assert "remote: leakscan: push rejected: 1 secret(s) found in the pushed commits" in push.stderr
+    assert f"refs/heads/main {sha[:12]} config.py:2  huggingface-access-token  {secret[:5]}…{secret[-2:]}" in push.stderr
+    assert 'git push -o leakscan.bypass="<reason>"' in push.stderr
+    assert secret not in push.stderr
+    assert tip(srv) == before  # nothing landed
+
+
+def test_clean_pushes_deletions_and_old_history_go_through(server):
+    srv, wt = server
+    commit(wt, {"app.py": "print('ok')\nAPI_KEY = os.environ['API_KEY']\n"})
+    assert git("push", str(srv), "main", cwd=wt, check=False).returncode == 0
+    git("push", "-q", str(srv), "main:feature", cwd=wt)
+    assert git("push", str(srv), ":feature", cwd=wt, check=False).returncode == 0  # deleting a ref
+    # a secret already on the server (pushed with a bypass) does not block later pushes
+    secret = token(GHP, "old")
+    commit(wt, {"old.py": f"T = '{secret}'\n"})
+    assert git("push", "-o", "leakscan.bypass=fixture", str(srv), "main", cwd=wt, check=False).returncode == 0
+    commit(wt, {"new.py": "x = 1\n"})
+    assert git("push", str(srv), "main", cwd=wt, check=False).returncode == 0
+
+
+def test_bypass_is_logged_and_allow_marker_and_generic_warnings(server):
+    srv, wt = server
+    secret = token(HF, "bypass")
+    commit(wt, {"a.py": f"T = '{secret}'\n"})
+    push = git("push", "-o", "leakscan.bypass=rotated already", str(srv), "main", cwd=wt, check=False)
+    assert push.returncode == 0 and "pushed with a bypass ('rotated already'); this was logged" in push.stderr
+    log = (srv / "leakscan-bypass.log").read_text()
+    assert '"reason": "rotated already"' in log and secret not in log and "huggingface-access-token" in log
+    commit(wt, {"b.py": f"T = '{token(HF, 'allowed')}'  # leakscan:allow\n"})
+    assert git("push", str(srv), "main", cwd=wt, check=False).returncode == 0
+    commit(wt, {"c.py": f'api_key = "{GENERIC}"\n'})  # generic: a warning, not a refusal
+    push = git("push", str(srv), "main", cwd=wt, check=False)
+    assert push.returncode == 0 and "leakscan: warning: possible secret (generic-api-key)" in push.stderr
+
+
+def test_policy_blocks_and_disables_bypass(server):
+    srv, wt = server
+    (srv / "leakscan-hook.toml").write_text('block = ["generic-api-key"]\nbypass = false\n')
+    commit(wt, {"c.py": f'api_key = "{GENERIC}"\n'})
+    push = git("push", "-o", "leakscan.bypass=please", str(srv), "main", cwd=wt, check=False)
+    assert push.returncode != 0 and "generic-api-key" in push.stderr and "bypass" not in push.stderr.split("How to fix:")[1]
+    (srv / "leakscan-hook.toml").write_text('on_error = "sometimes"\n')
+    push = git("push", str(srv), "main", cwd=wt, check=False)
+    assert push.returncode != 0 and "leakscan: hook configuration error" in push.stderr
+
+
+def test_a_tag_message_with_a_secret_is_refused(server):
+    srv, wt = server
+    git(*ID, "tag", "-a", "v1", "-m", f"release, token {token(GHP, 'tag')}", cwd=wt)
+    push = git("push", str(srv), "v1", cwd=wt, check=False)
+    assert push.returncode != 0 and "(tag message)" in push.stderr
+
+
+def test_install_is_idempotent_and_chains_an_existing_hook(tmp_path):
+    srv = tmp_path / "srv.git"
+    git("init", "-q", "--bare", "-b", "main", str(srv), cwd=tmp_path)
+    marker = tmp_path / "chained-ran"
+    (srv / "hooks" / "pre-receive").write_text(f"#!/bin/sh\ncat > /dev/null\ntouch {marker}\n")
+    (srv / "hooks" / "pre-receive").chmod(0o755)
+    for _ in range(2):
+        assert leakscan("hook", "install", srv).code == 0
+    assert (srv / "hooks" / "pre-receive.chained").exists()
+    assert (srv / "hooks" / "pre-receive").read_text().count("leakscan hook pre-receive") == 1
+    wt = tmp_path / "wt"
+    git("init", "-q", "-b", "main", str(wt), cwd=tmp_path)
+    commit(wt, {"a.txt": "a\n"})
+    assert git("push", str(srv), "main", cwd=wt, check=False).returncode == 0
+    assert marker.exists()
+    assert leakscan("hook", "install", tmp_path / "nope").code == 2
+
+
+def test_refused_over_smart_http(tmp_path):
+    with HubStandIn(root=tmp_path / "hub", tokens={"hf_push_token_for_tests"}) as hub:
+        bare = hub.add_repo("model", "team/app")
+        hub.commit("model", "team/app", {"README.md": "x\n"})
+        assert leakscan("hook", "install", bare).code == 0
+        wt = tmp_path / "wt"
+        url = hub.git_url("model", "team/app", token="hf_push_token_for_tests")
+        git("clone", "-q", url, str(wt), cwd=tmp_path)
+        secret = token(HF, "http")
+        commit(wt, {"app.py": f"TOKEN = '{secret}'\n"})
+        push = git("push", "origin", "main", cwd=wt, check=False)
+        assert push.returncode != 0 and "pre-receive hook declined" in push.stderr
+        assert "huggingface-access-token" in push.stderr and secret not in push.stderr
+        commit(wt, {"app.py": "TOKEN = os.environ['HF_TOKEN']\n"})
+        git("reset", "-q", "--soft", "HEAD~2", cwd=wt)
+        git(*ID, "commit", "-q", "-m", "read the token from the environment", cwd=wt)
+        assert git("push", "origin", "main", cwd=wt, check=False).returncode == 0
