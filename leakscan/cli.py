@@ -305,6 +305,45 @@ def _progress(items: list, show: bool):
     yield from track(items, description="scanning repositories", console=Console(stderr=True), transient=True)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free port).")] = 8080,
+    db: Annotated[Optional[Path], typer.Option("--db", help="The SQLite store holding the job queue and findings.")] = None,
+    secret_env: Annotated[str, typer.Option("--secret-env", metavar="NAME", help="Variable holding the webhook secret.")] = "LEAKSCAN_WEBHOOK_SECRET",
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Scans running at once.")] = 2,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not ask providers whether secrets are live (also LEAKSCAN_NO_VERIFY=1).")] = False,
+    notify: Annotated[Optional[str], typer.Option("--notify", metavar="URL", help="POST new findings (redacted) here.")] = None,
+    max_body: Annotated[int, typer.Option("--max-body", metavar="BYTES", min=1024, help="Largest webhook body accepted.")] = 1 << 20,
+    max_attempts: Annotated[int, typer.Option("--max-attempts", min=1, help="Attempts before a failing job is parked.")] = 5,
+    max_repo_size: Annotated[int, typer.Option("--max-repo-size", metavar="MB", min=1, help="Refuse repositories whose git data grows past this.")] = 10240,
+    revoke_webhook: Annotated[Optional[list[str]], typer.Option("--revoke-webhook", metavar="URL", help="POST verified leaks here, signed with LEAKSCAN_REVOKE_SECRET (repeatable).")] = None,
+) -> None:
+    """Receive Hugging Face webhook deliveries (POST /webhooks/hub) and scan what was pushed."""
+    from .serve import Config, run
+
+    secret = os.environ.get(secret_env, "")
+    if not secret:
+        raise UserError(f"set the webhook secret in {secret_env} (the Hub sends it as X-Webhook-Secret)")
+    if not secret.isascii():
+        raise UserError(f"{secret_env}: the Hub only sends ASCII secrets")
+    if notify and not notify.startswith(("https://", "http://")):
+        raise UserError(f"--notify needs an http(s) URL: {notify}")
+    verify = not no_verify and os.environ.get("LEAKSCAN_NO_VERIFY", "") in ("", "0")
+    callbacks = _callbacks(revoke_webhook, None, None, None, None)
+    if callbacks and not verify:
+        raise UserError("revocation needs verification (drop --no-verify)")
+    path = db or default_store_path()
+    with _store(path, False):
+        pass  # creates the store (and reports an unusable one) before listening
+    config = Config(db=path, secret=secret, host=host, port=port, workers=workers, verify=verify, notify=notify,
+                    max_body=max_body, max_attempts=max_attempts, max_repo_bytes=max_repo_size << 20, callbacks=callbacks)  # fmt: skip
+    try:
+        run(config)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def _close(verifier: BackgroundVerifier | None) -> None:
     """Wait for the last verdict, then take the progress bar down."""
     if verifier is not None:

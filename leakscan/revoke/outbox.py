@@ -113,7 +113,7 @@ class Outbox:
             rows = self.db.execute(
                 "SELECT d.rowid, d.lease, d.lease_until FROM deliveries d WHERE d.state='pending' "
                 "ORDER BY d.leak_id, d.callback").fetchall()  # fmt: skip
-            take = [rid for rid, lease, until in rows if lease is None or until < now or _lease_dead(lease)][:limit]
+            take = [rid for rid, lease, until in rows if lease is None or until < now or lease_dead(lease)][:limit]
             self.db.executemany("UPDATE deliveries SET lease=?, lease_until=? WHERE rowid=?",
                                 [(self.owner, now + LEASE_SECONDS, rid) for rid in take])  # fmt: skip
         out = []
@@ -167,7 +167,7 @@ class Outbox:
         return self.db.execute("SELECT count(*) FROM deliveries WHERE state='pending'").fetchone()[0]
 
 
-def _lease_dead(lease: str) -> bool:
+def lease_dead(lease: str) -> bool:
     """A lease held by a process of this host that no longer runs (leakscan was killed)."""
     host, _, rest = lease.partition(":")
     pid = rest.partition(":")[0]

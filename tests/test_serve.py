@@ -1,0 +1,253 @@
+"""`leakscan serve` as a subprocess, receiving webhook deliveries shaped like the Hub's and
+scanning repositories of a Hub stand-in (real git smart HTTP, real SQLite queue)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from helpers import HF, REPO, token
+from hubstand import HubStandIn
+from standin import StandIn
+
+SECRET = "webhook-shared-secret"
+
+
+class SlowHub(HubStandIn):
+    """The stand-in, with git requests held back for `git_delay` seconds (a slow fetch)."""
+
+    git_delay = 0.0
+
+    async def _git(self, *args, **kwargs):
+        if self.git_delay:
+            await asyncio.sleep(self.git_delay)
+        return await super()._git(*args, **kwargs)
+
+
+@pytest.fixture
+def hub(tmp_path):
+    with SlowHub(root=tmp_path / "hub") as h:
+        yield h
+
+
+class Service:
+    """`python -m leakscan serve --port 0` and what the tests ask of it."""
+
+    def __init__(self, hub: HubStandIn, tmp_path: Path, *args: str) -> None:
+        self.db = tmp_path / "store.sqlite3"
+        self.args = ["--port", "0", "--db", str(self.db), *args]
+        self.env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf-home"), "HF_TOKEN": "",
+                    "HF_HUB_DISABLE_TELEMETRY": "1", "LEAKSCAN_HUB_CACHE": str(tmp_path / "mirrors"),
+                    "LEAKSCAN_NO_VERIFY": "1", "LEAKSCAN_WEBHOOK_SECRET": SECRET}  # fmt: skip
+        self.err = tmp_path / "serve.err"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Service:
+        self.proc = subprocess.Popen([sys.executable, "-m", "leakscan", "serve", *self.args], cwd=REPO, env=self.env,
+                                     stdout=subprocess.PIPE, stderr=open(self.err, "ab"), text=True)  # fmt: skip
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: lines.put(self.proc.stdout.readline()), daemon=True).start()
+        try:
+            line = lines.get(timeout=30)
+        except queue.Empty:
+            line = ""
+        assert line.startswith("leakscan: listening on http://127.0.0.1:"), (line, self.err.read_text())
+        self.url = line.split(" on ", 1)[1].strip().removesuffix("/webhooks/hub")
+        return self
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(20)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def post(self, payload, secret: str | None = SECRET, raw: bytes | None = None) -> tuple[int, dict]:
+        body = raw if raw is not None else json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json"} | ({"X-Webhook-Secret": secret} if secret is not None else {})
+        req = urllib.request.Request(f"{self.url}/webhooks/hub", data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    def get(self, path: str) -> tuple[int, str, str]:
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as resp:
+            return resp.status, resp.headers.get("Content-Type", ""), resp.read().decode()
+
+    def query(self, sql: str, *params) -> list[tuple]:
+        with sqlite3.connect(self.db, timeout=10) as db:
+            return db.execute(sql, params).fetchall()
+
+    def wait(self, job: int, states=("done", "parked"), timeout: float = 30) -> tuple:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = self.query("SELECT state, attempts, last_error FROM webhook_jobs WHERE id=?", job)
+            if rows and rows[0][0] in states:
+                return rows[0]
+            time.sleep(0.1)
+        raise AssertionError(f"job {job} not {states}: {rows} {self.err.read_text()}")
+
+    def metrics(self) -> dict[str, float]:
+        status, ctype, text = self.get("/metrics")
+        assert status == 200 and ctype.startswith("text/plain")
+        return {k: float(v) for k, v in (line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))}
+
+
+def push(repo_id: str, head: str, refs: list[tuple[str, str | None, str | None]] | None = None) -> dict:
+    """A repo.content delivery as the Hub sends it (hub-docs webhooks.md)."""
+    return {
+        "event": {"action": "update", "scope": "repo.content"},
+        "repo": {"type": "model", "name": repo_id, "id": "6571c3a7c2b4f3a1d0e5b6c7", "private": False,
+                 "headSha": head, "url": {"web": f"https://huggingface.co/{repo_id}",
+                                          "api": f"https://huggingface.co/api/models/{repo_id}"},
+                 "owner": {"id": "6571c3a7c2b4f3a1d0e5b6c8"}},
+        "updatedRefs": [{"ref": r, "oldSha": o, "newSha": n} for r, o, n in refs or [("refs/heads/main", None, head)]],
+        "webhook": {"id": "6571c3a7c2b4f3a1d0e5b6c9", "version": 3},
+    }  # fmt: skip
+
+
+def comment_event(repo_id: str, num: int, text: str) -> dict:
+    return {
+        "event": {"action": "create", "scope": "discussion.comment"},
+        "repo": {"type": "model", "name": repo_id, "id": "6571c3a7c2b4f3a1d0e5b6c7", "private": False},
+        "discussion": {"id": "6571c3a7c2b4f3a1d0e5b6d0", "num": num, "title": "help", "status": "open",
+                       "isPullRequest": False, "author": {"id": "x"}, "url": {"web": "w", "api": "a"}},
+        "comment": {"id": "6571c3a7c2b4f3a1d0e5b6d1", "author": {"id": "x"}, "hidden": False, "content": text,
+                    "url": {"web": "w"}},
+        "webhook": {"id": "6571c3a7c2b4f3a1d0e5b6c9", "version": 3},
+    }  # fmt: skip
+
+
+def no_raw_secret(db: Path, *secrets: str) -> None:
+    for f in db.parent.glob(db.name + "*"):
+        data = f.read_bytes()
+        assert not any(s.encode() in data for s in secrets), f
+
+
+def test_pushes_and_comments_are_scanned_once_recorded_once_and_notified(hub, tmp_path):
+    a, b, c = token(HF, "serve-a"), token(HF, "serve-b"), token(HF, "serve-c")
+    notes: list[dict] = []
+
+    async def receive(request: web.Request, body: bytes) -> web.Response:
+        notes.append(json.loads(body))
+        return web.Response(status=204)
+
+    hub.add_repo("model", "alice/leaky")
+    first = hub.commit("model", "alice/leaky", {"train.py": f"login(token='{a}')\n"})
+    num = hub.add_discussion("model", "alice/leaky", "help", [f"my token is {c}"])
+    with StandIn(receive) as receiver:
+        svc = Service(hub, tmp_path, "--notify", f"http://127.0.0.1:{receiver.port}/leaks", "--workers", "2").start()
+        try:
+            status, ctype, text = svc.get("/healthz")
+            assert (status, text) == (200, "ok")
+            code, body = svc.post(push("alice/leaky", first))
+            assert code == 202 and body["duplicate"] is False
+            job = body["job"]
+            assert svc.post(push("alice/leaky", first)) == (202, {"job": job, "duplicate": True})  # redelivered
+            assert svc.wait(job)[:2] == ("done", 1)
+            rows = svc.query("SELECT repo, path, commit_id, source, redacted, secret_sha256, verification FROM findings")
+            assert sorted((r[1], r[2], r[3]) for r in rows) == [(f"discussions/{num}", "", "discussion"),
+                                                                ("train.py", first, "history")]  # fmt: skip
+            assert all(r[0] == "alice/leaky" and r[6] == "unverified" and r[4].startswith("hf_") for r in rows)
+
+            # a comment: the discussions are read again, nothing is recorded twice
+            code, body = svc.post(comment_event("alice/leaky", num, f"my token is {c}"))
+            assert code == 202 and svc.wait(body["job"])[0] == "done"
+            # a second push: only the new commit is scanned, one new finding
+            second = hub.commit("model", "alice/leaky", {"eval.py": f"HF_TOKEN = '{b}'\n"})
+            code, body = svc.post(push("alice/leaky", second, [("refs/heads/main", first, second)]))
+            assert code == 202 and svc.wait(body["job"])[0] == "done"
+            assert svc.query("SELECT count(*) FROM findings") == [(3,)]
+            assert svc.query("SELECT path, commit_id FROM findings WHERE path='eval.py'") == [("eval.py", second)]
+            assert svc.query("SELECT count(*) FROM webhook_jobs") == [(3,)]
+
+            m = svc.metrics()
+            assert m['leakscan_jobs_done_total'] == 3 and m['leakscan_queue_jobs{state="pending"}'] == 0
+            assert m['leakscan_queue_jobs{state="running"}'] == 0 and m["leakscan_jobs_failed_total"] == 0
+            assert m['leakscan_findings{verification="unverified"}'] == 3
+            assert m["leakscan_scan_seconds_count"] == 3 and m['leakscan_scan_seconds_bucket{le="+Inf"}'] == 3
+            assert m['leakscan_webhook_deliveries_total{result="duplicate"}'] == 1
+            assert svc.stop() == 0  # SIGTERM: a clean exit
+        finally:
+            if svc.proc.poll() is None:
+                svc.kill()
+    # notified of new findings only, redacted
+    assert [sorted(f["path"] for f in n["findings"]) for n in notes] == [[f"discussions/{num}", "train.py"], ["eval.py"]]
+    assert all(f["secret"] is None for n in notes for f in n["findings"])
+    assert not any(s in json.dumps(notes) for s in (a, b, c))
+    no_raw_secret(svc.db, a, b, c)
+
+
+def test_bad_deliveries_are_refused_and_failing_jobs_parked(hub, tmp_path):
+    svc = Service(hub, tmp_path, "--max-attempts", "1", "--max-body", "4096").start()
+    try:
+        good = push("bob/m", "a" * 40)
+        assert svc.post(good, secret="wrong")[0] == 401
+        assert svc.post(good, secret=None)[0] == 401
+        assert svc.post(None, raw=json.dumps({**good, "pad": "x" * 5000}).encode())[0] == 413
+        code, body = svc.post(None, raw=b'{"event": ')
+        assert code == 400 and "not JSON" in body["error"]
+        for broken, reason in [
+            ({**good, "event": {"scope": "repo.content"}}, "event.action"),
+            ({**good, "repo": {**good["repo"], "type": "car"}}, "repo.type"),
+            ({**good, "repo": {**good["repo"], "name": "../../etc"}}, "repo.name"),
+            ({**good, "updatedRefs": [{"ref": "refs/heads/main", "newSha": "nope"}]}, "updatedRefs"),
+            ({**good, "discussion": {"num": "1"}}, "discussion.num"),
+        ]:
+            code, body = svc.post(broken)
+            assert code == 400 and reason in body["error"], body
+        assert svc.query("SELECT count(*) FROM webhook_jobs") == [(0,)]
+        # a repository the Hub does not know: the job fails and, after --max-attempts, is parked
+        code, body = svc.post(good)
+        assert code == 202
+        state, attempts, error = svc.wait(body["job"])
+        assert (state, attempts) == ("parked", 1) and "repository not found" in error
+        m = svc.metrics()
+        assert m["leakscan_jobs_failed_total"] == 1 and m['leakscan_webhook_deliveries_total{result="unauthorized"}'] == 2
+        assert m['leakscan_webhook_deliveries_total{result="too_large"}'] == 1
+        assert m['leakscan_webhook_deliveries_total{result="invalid"}'] == 6
+    finally:
+        assert svc.stop() == 0
+
+
+def test_a_job_interrupted_by_kill_9_completes_after_a_restart_recorded_once(hub, tmp_path):
+    secret = token(HF, "serve-kill")
+    hub.add_repo("model", "carol/slow")
+    head = hub.commit("model", "carol/slow", {"app.py": f"TOKEN = '{secret}'\n"})
+    hub.git_delay = 30.0  # the fetch hangs: the job is running when the service dies
+    svc = Service(hub, tmp_path).start()
+    code, body = svc.post(push("carol/slow", head))
+    assert code == 202
+    job = body["job"]
+    svc.wait(job, states=("running",))
+    time.sleep(0.5)
+    svc.kill()
+    assert svc.query("SELECT state, attempts FROM webhook_jobs WHERE id=?", job) == [("running", 1)]
+    hub.git_delay = 0.0
+    svc.start()  # a new process: the dead one's lease is taken over
+    try:
+        assert svc.post(push("carol/slow", head)) == (202, {"job": job, "duplicate": True})
+        assert svc.wait(job)[:2] == ("done", 2)
+        assert svc.query("SELECT path, commit_id FROM findings") == [("app.py", head)]
+        assert svc.metrics()['leakscan_findings{verification="unverified"}'] == 1
+        assert "interrupted job taken over" in svc.err.read_text()
+    finally:
+        assert svc.stop() == 0
+    no_raw_secret(svc.db, secret)
