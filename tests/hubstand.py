@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlencode
 
 from aiohttp import web
 
-from standin import Seen
+from standin import Seen, ServerThread
 
 KINDS = {"model": "models", "dataset": "datasets", "space": "spaces"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -105,28 +105,9 @@ class HubStandIn:
     # ---- server -------------------------------------------------------------------------------
 
     def __enter__(self) -> HubStandIn:
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        async def start() -> None:
-            app = web.Application(client_max_size=1 << 30)  # pushes can be big
-            app.router.add_route("*", "/{tail:.*}", self._handle)
-            # auto_decompress=False: gzip request bodies go to git http-backend as sent
-            self._runner = web.AppRunner(app, shutdown_timeout=0.5, auto_decompress=False)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]
-            ready.set()
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(start())
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(10)
+        # auto_decompress=False: gzip request bodies go to git http-backend as sent
+        self._server = ServerThread(self._handle, self.port, client_max_size=1 << 30, auto_decompress=False)
+        self.port = self._server.start()
         return self
 
     @property
@@ -134,12 +115,7 @@ class HubStandIn:
         return f"http://127.0.0.1:{self.port}"
 
     def __exit__(self, *exc) -> None:
-        async def stop() -> None:
-            await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        self._server.stop()
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 

@@ -20,25 +20,24 @@ class Seen:
     body: bytes
 
 
-@dataclass
-class StandIn:
-    handler: Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
-    requests: list[Seen] = field(default_factory=list)
-    port: int = 0  # 0: any free port
+class ServerThread:
+    """An aiohttp handler served on 127.0.0.1 from a thread and event loop of its own, so the
+    test can block on a subprocess meanwhile."""
 
-    def __enter__(self) -> StandIn:
+    def __init__(self, handle: Callable[[web.Request], Awaitable[web.StreamResponse]], port: int = 0, *,
+                 client_max_size: int = 1 << 20, auto_decompress: bool = True) -> None:  # fmt: skip
+        self.handle, self.port = handle, port
+        self.client_max_size, self.auto_decompress = client_max_size, auto_decompress
+
+    def start(self) -> int:
         ready = threading.Event()
         self._loop = asyncio.new_event_loop()
 
-        async def handle(request: web.Request) -> web.StreamResponse:
-            body = await request.read()
-            self.requests.append(Seen(request.method, request.path, request.query_string, dict(request.headers), body))
-            return await self.handler(request, body)
-
         async def start() -> None:
-            app = web.Application()
-            app.router.add_route("*", "/{tail:.*}", handle)
-            self._runner = web.AppRunner(app, shutdown_timeout=0.5)  # hanging handlers are cut
+            app = web.Application(client_max_size=self.client_max_size)
+            app.router.add_route("*", "/{tail:.*}", self.handle)
+            # hanging handlers are cut at shutdown; bodies reach the handler as sent if asked
+            self._runner = web.AppRunner(app, shutdown_timeout=0.5, auto_decompress=self.auto_decompress)
             await self._runner.setup()
             site = web.TCPSite(self._runner, "127.0.0.1", self.port)
             await site.start()
@@ -53,6 +52,31 @@ class StandIn:
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
         ready.wait(10)
+        return self.port
+
+    def stop(self) -> None:
+        async def stop() -> None:
+            await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@dataclass
+class StandIn:
+    handler: Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
+    requests: list[Seen] = field(default_factory=list)
+    port: int = 0  # 0: any free port
+
+    def __enter__(self) -> StandIn:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            body = await request.read()
+            self.requests.append(Seen(request.method, request.path, request.query_string, dict(request.headers), body))
+            return await self.handler(request, body)
+
+        self._server = ServerThread(handle, self.port)
+        self.port = self._server.start()
         return self
 
     @property
@@ -60,9 +84,4 @@ class StandIn:
         return f"http://127.0.0.1:{self.port}"
 
     def __exit__(self, *exc) -> None:
-        async def stop() -> None:
-            await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        self._server.stop()
