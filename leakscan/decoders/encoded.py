@@ -143,44 +143,43 @@ def _spans(data: bytes, run_re: re.Pattern[bytes], left_re: re.Pattern[bytes]) -
         yield start, data[start : m.end()]
 
 
-def _percent(data: bytes) -> Iterator[Child | Problem]:
+def _escaped_layers(data: bytes, run_re, left_re, decode, kind: str, label: str) -> Iterator[Child | Problem]:
+    """Spans of an escaping scheme (percent, \\u) decoded; each that reads as text is a layer."""
     count = 0
-    for start, span in _spans(data, _PCT_RUN, _PCT_LEFT):
+    for start, span in _spans(data, run_re, left_re):
         if start < 0:
-            yield _too_many("percent-encoded")
+            yield _too_many(label)
             return
-        out = unquote_to_bytes(span)
+        out = decode(span)
         if len(out) >= 8 and out != span and looks_text(out):
-            yield Child(f"percent@{start}", out, "percent", encoded=True)
+            yield Child(f"{kind}@{start}", out, kind, encoded=True)
             count += 1
             if count >= MAX_LAYERS:
                 return
+
+
+def _percent(data: bytes) -> Iterator[Child | Problem]:
+    return _escaped_layers(data, _PCT_RUN, _PCT_LEFT, unquote_to_bytes, "percent", "percent-encoded")
+
+
+def _unescape_u(span: bytes) -> bytes:
+    parts: list[str] = []
+    pos = 0
+    for m in _UESC.finditer(span):
+        parts.append(span[pos : m.start()].decode("latin-1"))
+        parts.append(chr(int(m.group(1), 16)))
+        pos = m.end()
+    parts.append(span[pos:].decode("latin-1"))
+    text = "".join(parts)
+    try:  # JSON writes characters outside the BMP as surrogate pairs
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+    except UnicodeDecodeError:
+        pass
+    return text.encode("utf-8", "backslashreplace")
 
 
 def _u_escapes(data: bytes) -> Iterator[Child | Problem]:
-    count = 0
-    for start, span in _spans(data, _UESC_RUN, _UESC_LEFT):
-        if start < 0:
-            yield _too_many("\\u-escaped")
-            return
-        parts: list[str] = []
-        pos = 0
-        for m in _UESC.finditer(span):
-            parts.append(span[pos : m.start()].decode("latin-1"))
-            parts.append(chr(int(m.group(1), 16)))
-            pos = m.end()
-        parts.append(span[pos:].decode("latin-1"))
-        text = "".join(parts)
-        try:  # JSON writes characters outside the BMP as surrogate pairs
-            text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
-        except UnicodeDecodeError:
-            pass
-        out = text.encode("utf-8", "backslashreplace")
-        if len(out) >= 8 and looks_text(out):
-            yield Child(f"unicode-escape@{start}", out, "unicode-escape", encoded=True)
-            count += 1
-            if count >= MAX_LAYERS:
-                return
+    return _escaped_layers(data, _UESC_RUN, _UESC_LEFT, _unescape_u, "unicode-escape", "\\u-escaped")
 
 
 def utf16_encoding(data: bytes) -> str | None:
