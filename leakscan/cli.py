@@ -344,6 +344,67 @@ def serve(
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
+sweep_app = typer.Typer(help="Sweep the public Hub on a schedule: incremental, resumable, optionally on Ray.", no_args_is_help=True)
+app.add_typer(sweep_app, name="sweep")
+
+
+@sweep_app.command("run")
+def sweep_run(
+    db: Annotated[Optional[Path], typer.Option("--db", help="The SQLite store holding the sweep state (default in the user cache dir).")] = None,
+    repo_type: Annotated[Optional[list[HubType]], typer.Option("--type", help="Repository types to sweep (repeatable; default: all).")] = None,
+    author: Annotated[Optional[str], typer.Option("--author", help="Only this user's or organisation's repositories.")] = None,
+    search: Annotated[Optional[str], typer.Option("--search", help="Only repositories whose name contains this.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most this many repositories of each type (most recently modified).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Append new findings here as JSONL (default: stdout).")] = None,
+    redact: Annotated[bool, typer.Option("--redact", help="Leave raw secrets out of the JSONL.")] = False,
+    every: Annotated[Optional[str], typer.Option("--every", metavar="DURATION", help="Run passes forever, this far apart (90s, 30m, 1h, 1d).")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=1, max=1024, help="Repositories scanned at once.")] = 4,
+    in_flight: Annotated[Optional[int], typer.Option("--in-flight", min=1, help="Scans submitted at once (default: 2 x workers).")] = None,
+    use_ray: Annotated[bool, typer.Option("--ray", help="Run each repository scan as a Ray task (local Ray unless --ray-address).")] = False,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", metavar="ADDR", help="An existing Ray cluster (implies --ray).")] = None,
+    max_attempts: Annotated[int, typer.Option("--max-attempts", min=1, help="Attempts before a failing repository is parked.")] = 3,
+    backoff: Annotated[float, typer.Option("--backoff", metavar="SECONDS", min=0.0, help="Wait before the first retry (doubled each time).")] = 5.0,
+    no_discussions: Annotated[bool, typer.Option("--no-discussions", help="Skip discussion and pull-request comments.")] = False,
+    max_repo_size: Annotated[int, typer.Option("--max-repo-size", metavar="MB", min=1, help="Refuse repositories whose git data grows past this.")] = 10240,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not ask providers whether secrets are live (also LEAKSCAN_NO_VERIFY=1).")] = False,
+    revoke_webhook: Annotated[Optional[list[str]], typer.Option("--revoke-webhook", metavar="URL", help="POST verified leaks here, signed with LEAKSCAN_REVOKE_SECRET (repeatable).")] = None,
+) -> None:
+    """One sweep pass over the Hub (or --every DURATION forever): list, skip what is unchanged,
+    scan what changed, record findings once."""
+    from .sweep import Options, SweepError, parse_every, sweep
+
+    verify = not no_verify and os.environ.get("LEAKSCAN_NO_VERIFY", "") in ("", "0")
+    callbacks = _callbacks(revoke_webhook, None, None, None, None)
+    if callbacks and not verify:
+        raise UserError("revocation needs verification (drop --no-verify)")
+    path = db or default_store_path()
+    with _store(path, False):
+        pass  # creates the store (and reports an unusable one) before the lock
+    kinds = tuple(dict.fromkeys(t.value for t in repo_type)) if repo_type else ("model", "dataset", "space")
+    opts = Options(db=path, types=kinds, author=author, search=search, limit=limit, workers=workers, ray=use_ray,
+                   ray_address=ray_address, in_flight=in_flight, max_attempts=max_attempts, backoff=backoff,
+                   verify=verify, discussions=not no_discussions, max_repo_bytes=max_repo_size << 20, output=output,
+                   redact=redact, callbacks=callbacks, progress=sys.stderr.isatty())  # fmt: skip
+    try:
+        raise typer.Exit(sweep(opts, parse_every(every) if every else None))
+    except SweepError as exc:
+        raise UserError(str(exc)) from None
+
+
+@sweep_app.command("status")
+def sweep_status(
+    db: Annotated[Optional[Path], typer.Option("--db", help="The SQLite store holding the sweep state.")] = None,
+    fmt: Annotated[Optional[Format], typer.Option("--format", "-f", help="table (default) or json.")] = None,
+) -> None:
+    """Counts by status, the last pass, the slowest and the failing repositories."""
+    from .sweep import print_status, status
+
+    path = db or default_store_path()
+    if not path.exists():
+        raise UserError(f"no sweep state at {path}")
+    print_status(status(path), fmt in (Format.json, Format.jsonl))
+
+
 def _close(verifier: BackgroundVerifier | None) -> None:
     """Wait for the last verdict, then take the progress bar down."""
     if verifier is not None:

@@ -1,0 +1,714 @@
+"""`leakscan sweep`: scan the public Hub (or a slice of it) pass after pass, rescanning only what
+changed since the last pass and resuming where a killed pass stopped.
+
+A pass lists models, datasets and Spaces through huggingface_hub (every page, most recently
+modified first, each item with its `sha` and `lastModified`), records them in `sweep_repos` in
+the store's SQLite database, and scans each repository whose (sha, lastModified) differs from
+the one its last successful scan saw. Scans run in a local process pool or as Ray tasks — the
+same worker function, `scan_one` — and return their findings; the driver alone writes the sweep
+state, the findings table (keyed by repository, fingerprint and commit: no raw secret at rest),
+the JSONL output and the revocation outbox. Workers only share the caches (blob scan cache and
+verification verdicts, both keyed by content).
+
+A repository is marked done in the same transaction that records its findings, so a pass killed
+at any moment and run again continues with what is not done and never records a scan twice. A
+failing repository is retried with exponential backoff, then parked with its error until its
+sha changes. One sweep at a time per database: a POSIX lock on `<db>.sweep.lock`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sweep_repos (
+    repo_type TEXT NOT NULL,
+    repo_id TEXT NOT NULL,
+    sha TEXT,                         -- main's sha as last listed
+    last_modified TEXT,               -- as last listed
+    scanned_sha TEXT,                 -- what the last successful scan saw
+    scanned_modified TEXT,
+    status TEXT NOT NULL,             -- pending | done | failed (will retry) | parked
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before REAL NOT NULL DEFAULT 0,
+    last_error TEXT,
+    findings INTEGER,
+    seconds REAL,                     -- duration of the last successful scan
+    listed_pass INTEGER,
+    scanned_at REAL,
+    PRIMARY KEY (repo_type, repo_id)
+);
+CREATE INDEX IF NOT EXISTS sweep_repos_status ON sweep_repos (status);
+CREATE TABLE IF NOT EXISTS sweep_passes (
+    id INTEGER PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    listed INTEGER NOT NULL DEFAULT 0,
+    unchanged INTEGER NOT NULL DEFAULT 0,
+    scanned INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    parked INTEGER NOT NULL DEFAULT 0,
+    findings INTEGER NOT NULL DEFAULT 0,
+    new_findings INTEGER NOT NULL DEFAULT 0
+);
+-- one row per completed scan: the audit trail of "no repository scanned twice for one sha"
+CREATE TABLE IF NOT EXISTS sweep_scans (
+    repo TEXT NOT NULL,
+    sha TEXT,
+    pass_id INTEGER NOT NULL,
+    worker TEXT,
+    seconds REAL NOT NULL,
+    findings INTEGER NOT NULL,
+    finished_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sweep_findings (
+    repo TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    commit_id TEXT NOT NULL,          -- '' for findings without a commit (discussions)
+    detector TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    redacted TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL,
+    path TEXT NOT NULL,
+    line INTEGER,
+    source TEXT NOT NULL,
+    container TEXT,
+    url TEXT,
+    verification TEXT NOT NULL,
+    pass_id INTEGER NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    PRIMARY KEY (repo, fingerprint, commit_id)
+);
+"""
+
+TYPES = ("model", "dataset", "space")
+_EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+
+
+class SweepError(Exception):
+    """One line for the user (exit 2)."""
+
+
+def parse_every(text: str) -> float:
+    """'1h', '30m', '90s', '2d' or plain seconds."""
+    m = _EVERY.match(text or "")
+    if not m or float(m[1]) <= 0:
+        raise SweepError(f"--every: not a duration: {text!r} (e.g. 90s, 30m, 1h, 1d)")
+    return float(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2] or "s"]
+
+
+@dataclass
+class Options:
+    db: Path
+    types: tuple[str, ...] = TYPES
+    author: str | None = None
+    search: str | None = None
+    limit: int | None = None
+    workers: int = 4
+    ray: bool = False
+    ray_address: str | None = None
+    in_flight: int | None = None  # default: 2 × workers
+    max_attempts: int = 3
+    backoff: float = 5.0  # seconds before the first retry, doubled each time
+    verify: bool = True
+    discussions: bool = True
+    max_repo_bytes: int = 10240 << 20
+    output: Path | None = None
+    redact: bool = False
+    callbacks: list[dict] = field(default_factory=list)
+    progress: bool = False
+
+
+# ---- the lock -------------------------------------------------------------------------------
+
+
+class SweepLock:
+    """A POSIX record lock on `<db>.sweep.lock`: released when the process dies, whatever the
+    signal, and not inherited by forked workers."""
+
+    def __init__(self, db: Path) -> None:
+        self.path = Path(f"{db}.sweep.lock")
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise SweepError(f"another sweep is running on {self.path.name.removesuffix('.sweep.lock')} (pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> SweepLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+# ---- state ----------------------------------------------------------------------------------
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=60, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(SCHEMA)
+    return db
+
+
+def label(repo_type: str, repo_id: str) -> str:
+    return {"model": "", "dataset": "datasets/", "space": "spaces/"}[repo_type] + repo_id
+
+
+@dataclass
+class Listed:
+    repo_type: str
+    repo_id: str
+    sha: str | None
+    last_modified: str | None
+
+
+def enumerate_hub(endpoint: str, types: tuple[str, ...], author: str | None, search: str | None,
+                  limit: int | None) -> Iterator[Listed]:  # fmt: skip
+    """Every matching repository of each type, most recently modified first, all pages (the
+    client follows the Link headers and backs off on 429 with Retry-After)."""
+    from .sources.hub import api
+
+    hf = api(endpoint)
+    listers = {"model": hf.list_models, "dataset": hf.list_datasets, "space": hf.list_spaces}
+    for kind in types:
+        for info in listers[kind](author=author, search=search, limit=limit, sort="last_modified",
+                                  expand=["sha", "lastModified"]):  # fmt: skip
+            modified = getattr(info, "last_modified", None) or getattr(info, "lastModified", None)
+            stamp = modified.isoformat() if hasattr(modified, "isoformat") else (str(modified) if modified else None)
+            yield Listed(kind, info.id, getattr(info, "sha", None), stamp)
+
+
+def _resolve_sha(endpoint: str, item: Listed) -> None:
+    """The listing had no sha: ask repo_info (None for an empty or unreachable repository)."""
+    from .sources.hub import HubError, HubRepo, repo_info
+
+    try:
+        info = repo_info(HubRepo(item.repo_type, item.repo_id, endpoint))
+    except HubError:
+        return
+    item.sha = getattr(info, "sha", None)
+    if item.last_modified is None and getattr(info, "last_modified", None) is not None:
+        item.last_modified = info.last_modified.isoformat()
+
+
+# ---- the worker: one repository, in a pool process or a Ray task -------------------------------
+
+_SCANNER = None
+
+
+def scan_one(task: dict[str, Any]) -> dict[str, Any]:
+    """Fetch one repository into the mirror cache and scan what is new. Never raises for a
+    repository's own failure: the error goes back to the driver, which retries or parks."""
+    global _SCANNER
+    import socket
+
+    from .hubscan import scan_hub_repo
+    from .sources.hub import HubRepo
+
+    started = time.monotonic()
+    if task.get("hub_cache"):
+        os.environ["LEAKSCAN_HUB_CACHE"] = task["hub_cache"]
+    out: dict[str, Any] = {"key": (task["repo_type"], task["repo_id"]), "sha": task["sha"],
+                           "modified": task["modified"], "worker": f"{socket.gethostname()}:{os.getpid()}"}  # fmt: skip
+    store = verifier = None
+    try:
+        if _SCANNER is None:
+            from .detectors import load_rules
+            from .scan import Scanner
+
+            _SCANNER = Scanner(load_rules())
+        if task.get("cache_db"):
+            from .store import Store
+
+            store = Store(task["cache_db"])
+        if task.get("verify"):
+            from .verify.engine import BackgroundVerifier
+
+            verifier = BackgroundVerifier(_SCANNER.ruleset, store_path=task.get("cache_db"))
+        repo = HubRepo(task["repo_type"], task["repo_id"], task["endpoint"])
+        try:
+            result = scan_hub_repo(repo, _SCANNER, store=store, discussions=task.get("discussions", True),
+                                   max_bytes=task.get("max_bytes"), jobs=1,
+                                   on_findings=verifier.submit if verifier else None)  # fmt: skip
+        finally:
+            if verifier is not None:
+                verifier.close()
+        out["findings"] = result.findings
+        out["warnings"] = [s.reason for s in result.skipped if s.path == "discussions"]
+    except Exception as exc:  # HubError, git and network failures
+        detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        out["error"] = detail
+    finally:
+        if store is not None:
+            store.close()
+    out["seconds"] = time.monotonic() - started
+    return out
+
+
+# ---- executors: the same worker function locally or on Ray -----------------------------------
+
+
+class LocalExecutor:
+    """Local worker processes (the scanner's rules load once per process)."""
+
+    def __init__(self, workers: int) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # forkserver, not fork: workers must not inherit the driver's SQLite connection or lock
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["leakscan.sweep", "leakscan.hubscan"])
+        self.workers = workers
+        self._make = lambda: ProcessPoolExecutor(workers, mp_context=ctx)
+        self.pool = self._make()
+        self.running: dict[Any, dict] = {}
+
+    def submit(self, task: dict) -> None:
+        self.running[self.pool.submit(scan_one, task)] = task
+
+    def wait(self, timeout: float | None) -> list[dict]:
+        from concurrent.futures import FIRST_COMPLETED
+        from concurrent.futures import wait as wait_futures
+        from concurrent.futures.process import BrokenProcessPool
+
+        if not self.running:
+            return []
+        done, _ = wait_futures(list(self.running), timeout=timeout, return_when=FIRST_COMPLETED)
+        results, broken = [], False
+        for fut in done:
+            task = self.running.pop(fut)
+            try:
+                results.append(fut.result())
+            except BrokenProcessPool:
+                broken = True
+                results.append(_lost(task, "worker process died"))
+            except Exception as exc:
+                results.append(_lost(task, f"{type(exc).__name__}: {exc}"))
+        if broken:  # a killed worker breaks the whole pool: every repository in it is retried
+            for fut, task in list(self.running.items()):
+                results.append(_lost(task, "worker process died"))
+            self.running.clear()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._make()
+        return results
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayExecutor:
+    """Each repository a Ray task; a task whose worker dies is retried by Ray (max_retries)."""
+
+    def __init__(self, workers: int, address: str | None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise SweepError("--ray needs Ray: pip install 'leakscan[ray]'") from None
+        self.ray = ray
+        if not ray.is_initialized():
+            if address:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        self.remote = ray.remote(max_retries=3, retry_exceptions=False)(scan_one)
+        self.running: dict[Any, dict] = {}
+
+    def submit(self, task: dict) -> None:
+        self.running[self.remote.remote(task)] = task
+
+    def wait(self, timeout: float | None) -> list[dict]:
+        if not self.running:
+            return []
+        ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=timeout)
+        results = []
+        for ref in ready:
+            task = self.running.pop(ref)
+            try:
+                results.append(self.ray.get(ref))
+            except Exception as exc:  # the task failed past its retries (lost node, OOM kill)
+                results.append(_lost(task, f"ray: {type(exc).__name__}"))
+        return results
+
+    def close(self) -> None:
+        for ref in self.running:
+            self.ray.cancel(ref, force=True)
+        self.running.clear()
+        self.ray.shutdown()
+
+
+def _lost(task: dict, error: str) -> dict:
+    return {"key": (task["repo_type"], task["repo_id"]), "sha": task["sha"], "modified": task["modified"],
+            "error": error, "seconds": 0.0, "worker": None}  # fmt: skip
+
+
+# ---- the driver ----------------------------------------------------------------------------
+
+
+@dataclass
+class PassReport:
+    pass_id: int
+    listed: int = 0
+    unchanged: int = 0
+    scanned: int = 0
+    failed: int = 0
+    parked: int = 0
+    findings: int = 0
+    new_findings: int = 0
+    seconds: float = 0.0
+    rows: list[tuple[str, str, str]] = field(default_factory=list)  # scanned or failing repositories
+    warnings: list[str] = field(default_factory=list)
+
+
+class Outputs:
+    """New findings as JSONL, appended to --output (or stdout). The file is its own dedupe
+    record: lines already in it (from a killed pass) are not written again."""
+
+    def __init__(self, path: Path | None, redact: bool) -> None:
+        self.path, self.redact = path, redact
+        self.seen: set[tuple[str, str, str]] = set()
+        if path is not None and path.exists():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    d = json.loads(line)
+                    self.seen.add((d.get("repo", ""), d["fingerprint"], d.get("commit") or ""))
+                except (ValueError, KeyError, TypeError):
+                    continue
+        self.fh = open(path, "a", encoding="utf-8") if path is not None else sys.stdout
+
+    def write(self, repo: str, findings: list) -> None:
+        wrote = False
+        for f in findings:
+            key = (repo, f.fingerprint, f.commit or "")
+            if key in self.seen:
+                continue
+            self.seen.add(key)
+            self.fh.write(json.dumps(f.to_dict(redact=self.redact), default=str) + "\n")
+            wrote = True
+        if wrote:
+            self.fh.flush()
+            if self.path is not None:
+                os.fsync(self.fh.fileno())
+
+    def close(self) -> None:
+        if self.path is not None:
+            self.fh.close()
+
+
+def run_pass(opts: Options, *, log: Callable[[str], None] | None = None) -> PassReport:
+    """One pass. The caller holds the lock."""
+    from .sources.hub import endpoint as hub_endpoint
+
+    log = log or (lambda m: print(m, file=sys.stderr))
+    base = hub_endpoint()
+    db = connect(opts.db)
+    started = time.monotonic()
+    pass_id = db.execute("INSERT INTO sweep_passes (pid, started_at) VALUES (?, ?)", (os.getpid(), time.time())).lastrowid
+    report = PassReport(pass_id)
+    try:
+        # 1. the listing, recorded as it comes (every page); a changed sha puts a repo back to pending
+        listed: list[Listed] = []
+        try:
+            for item in enumerate_hub(base, opts.types, opts.author, opts.search, opts.limit):
+                if item.sha is None:
+                    _resolve_sha(base, item)
+                listed.append(item)
+        except Exception as exc:  # HTTP errors past the client's retries, connection errors
+            detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise SweepError(f"cannot list repositories on {base}: {detail}") from None
+        listed.sort(key=lambda i: i.last_modified or "", reverse=True)  # most recently modified first
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            for i in listed:
+                db.execute(
+                    "INSERT INTO sweep_repos (repo_type, repo_id, sha, last_modified, status, listed_pass) "
+                    "VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT (repo_type, repo_id) DO UPDATE SET "
+                    "status = CASE WHEN excluded.sha IS NOT sweep_repos.scanned_sha "
+                    "  OR excluded.last_modified IS NOT sweep_repos.scanned_modified THEN "
+                    "    CASE WHEN sweep_repos.status IN ('failed', 'parked') AND excluded.sha IS sweep_repos.sha "
+                    "         AND excluded.last_modified IS sweep_repos.last_modified THEN sweep_repos.status "
+                    "         ELSE 'pending' END "
+                    "  ELSE 'done' END, "
+                    "attempts = CASE WHEN excluded.sha IS sweep_repos.sha AND excluded.last_modified IS sweep_repos.last_modified "
+                    "  THEN sweep_repos.attempts ELSE 0 END, "
+                    "sha = excluded.sha, last_modified = excluded.last_modified, listed_pass = excluded.listed_pass",
+                    (i.repo_type, i.repo_id, i.sha, i.last_modified, pass_id))  # fmt: skip
+        report.listed = len(listed)
+        order = {(i.repo_type, i.repo_id): n for n, i in enumerate(listed)}
+        todo = [r for r in db.execute(
+            "SELECT repo_type, repo_id, sha, last_modified, attempts, not_before FROM sweep_repos "
+            "WHERE listed_pass=? AND status IN ('pending', 'failed')", (pass_id,)).fetchall()]  # fmt: skip
+        todo.sort(key=lambda r: order[(r[0], r[1])])
+        report.unchanged = report.listed - len(todo) - db.execute(
+            "SELECT count(*) FROM sweep_repos WHERE listed_pass=? AND status='parked'", (pass_id,)).fetchone()[0]  # fmt: skip
+        report.parked = db.execute("SELECT count(*) FROM sweep_repos WHERE listed_pass=? AND status='parked'",
+                                   (pass_id,)).fetchone()[0]  # fmt: skip
+        log(f"pass {pass_id}: {report.listed} repositories listed, {len(todo)} to scan, "
+            f"{report.unchanged} unchanged, {report.parked} parked")  # fmt: skip
+        if todo:
+            _scan_all(opts, db, base, pass_id, todo, report, log)
+        report.parked = db.execute("SELECT count(*) FROM sweep_repos WHERE listed_pass=? AND status='parked'",
+                                   (pass_id,)).fetchone()[0]  # fmt: skip
+    finally:
+        report.seconds = time.monotonic() - started
+        db.execute("UPDATE sweep_passes SET finished_at=?, listed=?, unchanged=?, scanned=?, failed=?, parked=?, "
+                   "findings=?, new_findings=? WHERE id=?",
+                   (time.time(), report.listed, report.unchanged, report.scanned, report.failed, report.parked,
+                    report.findings, report.new_findings, pass_id))  # fmt: skip
+        db.close()
+    return report
+
+
+def _scan_all(opts: Options, db: sqlite3.Connection, base: str, pass_id: int, todo: list, report: PassReport,
+              log: Callable[[str], None]) -> None:  # fmt: skip
+    from .sources.hub import cache_dir
+
+    outputs = Outputs(opts.output, opts.redact)
+    outbox = None
+    if opts.callbacks:
+        from .revoke.outbox import Outbox
+
+        outbox = Outbox(db)
+    queue = [dict(repo_type=r[0], repo_id=r[1], sha=r[2], modified=r[3], attempts=r[4], not_before=r[5]) for r in todo]
+    common = {"endpoint": base, "hub_cache": str(cache_dir()), "cache_db": str(opts.db), "verify": opts.verify,
+              "discussions": opts.discussions, "max_bytes": opts.max_repo_bytes}  # fmt: skip
+    limit = opts.in_flight or max(1, opts.workers * 2)
+    executor = RayExecutor(opts.workers, opts.ray_address) if (opts.ray or opts.ray_address) else LocalExecutor(opts.workers)
+    bar = _Bar(len(queue)) if opts.progress else None
+    try:
+        while queue or executor.running:
+            now = time.time()
+            ready = [t for t in queue if t["not_before"] <= now]
+            for task in ready:
+                if len(executor.running) >= limit:
+                    break
+                queue.remove(task)
+                executor.submit({**common, **task})
+            wait_for = None
+            if queue and not ready:
+                wait_for = max(0.05, min(t["not_before"] for t in queue) - now)
+                if not executor.running:
+                    time.sleep(wait_for)
+                    continue
+            for res in executor.wait(wait_for if queue else None):
+                retry = _record(opts, db, outputs, outbox, pass_id, res, report)
+                if retry is not None:
+                    queue.append(retry)
+                if bar:
+                    bar.advance(report, final=retry is None)
+    finally:
+        executor.close()
+        outputs.close()
+        if bar:
+            bar.stop()
+    if outbox is not None:
+        import asyncio
+
+        from .revoke.deliver import flush
+
+        delivered = asyncio.run(flush(outbox))
+        pending = outbox.pending()
+        log(f"revocation: {delivered.delivered} delivered, {pending} pending")
+
+
+def _record(opts: Options, db: sqlite3.Connection, outputs: Outputs, outbox, pass_id: int, res: dict,
+            report: PassReport) -> dict | None:  # fmt: skip
+    """The driver records one worker result; returns the task to retry, if any."""
+    repo_type, repo_id = res["key"]
+    name = label(repo_type, repo_id)
+    now = time.time()
+    if "error" in res:
+        attempts = db.execute("SELECT attempts FROM sweep_repos WHERE repo_type=? AND repo_id=?",
+                              (repo_type, repo_id)).fetchone()[0] + 1  # fmt: skip
+        parked = attempts >= opts.max_attempts
+        not_before = now + opts.backoff * 2 ** (attempts - 1)
+        db.execute("UPDATE sweep_repos SET status=?, attempts=?, not_before=?, last_error=? WHERE repo_type=? AND repo_id=?",
+                   ("parked" if parked else "failed", attempts, not_before, res["error"], repo_type, repo_id))  # fmt: skip
+        if parked:
+            report.failed += 1
+            report.rows.append((name, "parked", f"after {attempts} attempts: {res['error']}"))
+            return None
+        return dict(repo_type=repo_type, repo_id=repo_id, sha=res["sha"], modified=res["modified"], attempts=attempts,
+                    not_before=not_before)  # fmt: skip
+    findings = res["findings"]
+    for w in res.get("warnings", []):
+        report.warnings.append(f"{name}: {w}")
+    known = set()
+    for f in findings:
+        row = db.execute("SELECT 1 FROM sweep_findings WHERE repo=? AND fingerprint=? AND commit_id=?",
+                         (name, f.fingerprint, f.commit or "")).fetchone()  # fmt: skip
+        if row:
+            known.add(id(f))
+    new = [f for f in findings if id(f) not in known]
+    outputs.write(name, new)  # before the commit: a kill in between is deduped by the output file
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        for f in findings:
+            key = (name, f.fingerprint, f.commit or "")
+            cur = db.execute(
+                "INSERT OR IGNORE INTO sweep_findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*key, f.detector, f.provider, f.redacted, f.secret_sha256, f.path, f.line, f.source, f.container,
+                 f.extra.get("url"), f.verification, pass_id, now, now))  # fmt: skip
+            if not cur.rowcount:
+                db.execute("UPDATE sweep_findings SET last_seen=?, verification=? WHERE repo=? AND fingerprint=? "
+                           "AND commit_id=?", (now, f.verification, *key))  # fmt: skip
+        db.execute("UPDATE sweep_repos SET status='done', attempts=0, not_before=0, last_error=NULL, scanned_sha=?, "
+                   "scanned_modified=?, findings=?, seconds=?, scanned_at=? WHERE repo_type=? AND repo_id=?",
+                   (res["sha"], res["modified"], len(findings), res["seconds"], now, repo_type, repo_id))  # fmt: skip
+        db.execute("INSERT INTO sweep_scans VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (name, res["sha"], pass_id, res.get("worker"), res["seconds"], len(findings), now))  # fmt: skip
+    if outbox is not None and findings:
+        from .sources.hub import HubRepo, endpoint
+
+        outbox.enqueue(findings, opts.callbacks, HubRepo(repo_type, repo_id, endpoint()).web_url)
+    report.scanned += 1
+    report.findings += len(findings)
+    report.new_findings += len(new)
+    report.rows.append((name, "scanned", f"{len(findings)} findings, {len(new)} new, {res['seconds']:.2f} s"))
+    return None
+
+
+class _Bar:
+    """repos done/total, findings, rate — on a terminal only."""
+
+    def __init__(self, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.started = time.monotonic()
+        self.progress = Progress(TextColumn("sweeping"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                                 TimeElapsedColumn(), console=Console(stderr=True), transient=True)  # fmt: skip
+        self.task = self.progress.add_task("sweep", total=total, info="")
+        self.progress.start()
+
+    def advance(self, report: PassReport, final: bool) -> None:
+        done = report.scanned + report.failed
+        rate = done / max(1e-6, time.monotonic() - self.started) * 60
+        self.progress.update(self.task, completed=done, info=f"{report.findings} findings, {rate:.0f} repos/min")
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+# ---- status --------------------------------------------------------------------------------
+
+
+def status(db_path: Path) -> dict[str, Any]:
+    db = connect(db_path)
+    try:
+        counts = dict(db.execute("SELECT status, count(*) FROM sweep_repos GROUP BY status").fetchall())
+        cols = ["id", "pid", "started_at", "finished_at", "listed", "unchanged", "scanned", "failed", "parked",
+                "findings", "new_findings"]  # fmt: skip
+        last = db.execute(f"SELECT {', '.join(cols)} FROM sweep_passes ORDER BY id DESC LIMIT 1").fetchone()
+        slowest = db.execute("SELECT repo_type, repo_id, seconds, findings FROM sweep_repos WHERE seconds IS NOT NULL "
+                             "ORDER BY seconds DESC LIMIT 5").fetchall()  # fmt: skip
+        failing = db.execute("SELECT repo_type, repo_id, status, attempts, last_error FROM sweep_repos "
+                             "WHERE status IN ('failed', 'parked') ORDER BY attempts DESC, repo_id LIMIT 20").fetchall()  # fmt: skip
+        total_findings = db.execute("SELECT count(*) FROM sweep_findings").fetchone()[0]
+        passes = db.execute("SELECT count(*) FROM sweep_passes").fetchone()[0]
+    finally:
+        db.close()
+    return {
+        "counts": {s: counts.get(s, 0) for s in ("pending", "done", "failed", "parked")},
+        "passes": passes,
+        "last_pass": dict(zip(cols, last)) if last else None,
+        "findings": total_findings,
+        "slowest": [{"repo": label(t, i), "seconds": round(s, 3), "findings": n} for t, i, s, n in slowest],
+        "failing": [{"repo": label(t, i), "status": st, "attempts": a, "error": e} for t, i, st, a, e in failing],
+    }
+
+
+def print_summary(report: PassReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    rate = report.scanned / report.seconds * 60 if report.seconds else 0.0
+    table = Table("listed", "unchanged", "scanned", "parked", "findings", "new", "seconds", "repos/min",
+                  title=f"sweep pass {report.pass_id}")  # fmt: skip
+    table.add_row(str(report.listed), str(report.unchanged), str(report.scanned), str(report.parked),
+                  str(report.findings), str(report.new_findings), f"{report.seconds:.1f}", f"{rate:.0f}")  # fmt: skip
+    console.print(table)
+    failing = [r for r in report.rows if r[1] != "scanned"]
+    if failing:
+        t = Table("repository", "status", "error", title="failing repositories")
+        for row in failing:
+            t.add_row(*row, style="red")
+        console.print(t)
+    for w in report.warnings:
+        print(f"leakscan: warning: {w}", file=sys.stderr)
+
+
+def print_status(info: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    c = info["counts"]
+    console.print(f"repositories: {sum(c.values())} — " + ", ".join(f"{v} {k}" for k, v in c.items())
+                  + f"; {info['findings']} findings recorded; {info['passes']} passes")  # fmt: skip
+    last = info["last_pass"]
+    if last:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["started_at"]))
+        state = "finished" if last["finished_at"] else "unfinished (killed or running)"
+        took = f" in {last['finished_at'] - last['started_at']:.1f} s" if last["finished_at"] else ""
+        console.print(f"last pass {last['id']}: started {when}, {state}{took}: {last['listed']} listed, "
+                      f"{last['scanned']} scanned, {last['unchanged']} unchanged, {last['parked']} parked, "
+                      f"{last['new_findings']} new findings")  # fmt: skip
+    if info["slowest"]:
+        t = Table("repository", "seconds", "findings", title="slowest repositories")
+        for r in info["slowest"]:
+            t.add_row(r["repo"], f"{r['seconds']:.2f}", str(r["findings"]))
+        console.print(t)
+    if info["failing"]:
+        t = Table("repository", "status", "attempts", "last error", title="failing repositories")
+        for r in info["failing"]:
+            t.add_row(r["repo"], r["status"], str(r["attempts"]), r["error"] or "", style="red")
+        console.print(t)
+
+
+def sweep(opts: Options, every: float | None = None, log: Callable[[str], None] | None = None) -> int:
+    """One pass, or passes forever `every` seconds apart (start to start). Exit code: 1 if the
+    last pass recorded new findings, else 0."""
+    log = log or (lambda m: print(m, file=sys.stderr))
+    with SweepLock(opts.db):
+        while True:
+            begun = time.monotonic()
+            report = run_pass(opts, log=log)
+            print_summary(report)
+            if every is None:
+                return 1 if report.new_findings else 0
+            pause = max(0.0, every - (time.monotonic() - begun))
+            log(f"next pass in {pause:.0f} s")
+            time.sleep(pause)
