@@ -329,13 +329,7 @@ def serve(
         raise UserError(f"{secret_env}: the Hub only sends ASCII secrets")
     if notify and not notify.startswith(("https://", "http://")):
         raise UserError(f"--notify needs an http(s) URL: {notify}")
-    verify = not no_verify and os.environ.get("LEAKSCAN_NO_VERIFY", "") in ("", "0")
-    callbacks = _callbacks(revoke_webhook, None, None, None, None)
-    if callbacks and not verify:
-        raise UserError("revocation needs verification (drop --no-verify)")
-    path = db or default_store_path()
-    with _store(path, False):
-        pass  # creates the store (and reports an unusable one) before listening
+    verify, callbacks, path = _service_setup(no_verify, revoke_webhook, db)
     config = Config(db=path, secret=secret, host=host, port=port, workers=workers, verify=verify, notify=notify,
                     max_body=max_body, max_attempts=max_attempts, max_repo_bytes=max_repo_size << 20, callbacks=callbacks)  # fmt: skip
     try:
@@ -373,13 +367,7 @@ def sweep_run(
     scan what changed, record findings once."""
     from .sweep import Options, SweepError, parse_every, sweep
 
-    verify = not no_verify and os.environ.get("LEAKSCAN_NO_VERIFY", "") in ("", "0")
-    callbacks = _callbacks(revoke_webhook, None, None, None, None)
-    if callbacks and not verify:
-        raise UserError("revocation needs verification (drop --no-verify)")
-    path = db or default_store_path()
-    with _store(path, False):
-        pass  # creates the store (and reports an unusable one) before the lock
+    verify, callbacks, path = _service_setup(no_verify, revoke_webhook, db)
     kinds = tuple(dict.fromkeys(t.value for t in repo_type)) if repo_type else ("model", "dataset", "space")
     opts = Options(db=path, types=kinds, author=author, search=search, limit=limit, workers=workers, ray=use_ray,
                    ray_address=ray_address, in_flight=in_flight, max_attempts=max_attempts, backoff=backoff,
@@ -403,6 +391,19 @@ def sweep_status(
     if not path.exists():
         raise UserError(f"no sweep state at {path}")
     print_status(status(path), fmt in (Format.json, Format.jsonl))
+
+
+def _service_setup(no_verify: bool, revoke_webhook: list[str] | None, db: Path | None) -> tuple[bool, list[dict], Path]:
+    """For long-running commands (serve, sweep): whether to verify, the revocation callbacks, and
+    a store path checked usable before anything starts."""
+    verify = not no_verify and os.environ.get("LEAKSCAN_NO_VERIFY", "") in ("", "0")
+    callbacks = _callbacks(revoke_webhook, None, None, None, None)
+    if callbacks and not verify:
+        raise UserError("revocation needs verification (drop --no-verify)")
+    path = db or default_store_path()
+    with _store(path, False):
+        pass  # creates the store, and reports an unusable one, up front
+    return verify, callbacks, path
 
 
 def _close(verifier: BackgroundVerifier | None) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 from aiohttp import web
 
 from .revoke.outbox import lease_dead
+from .store import REPO_FINDINGS_SCHEMA, record_repo_findings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS webhook_jobs (
@@ -58,25 +59,6 @@ CREATE TABLE IF NOT EXISTS webhook_jobs (
     seconds REAL                      -- duration of the successful attempt
 );
 CREATE INDEX IF NOT EXISTS webhook_jobs_state ON webhook_jobs (state, not_before);
-CREATE TABLE IF NOT EXISTS findings (
-    repo TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    commit_id TEXT NOT NULL,          -- '' for findings without a commit (discussions)
-    detector TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    redacted TEXT NOT NULL,
-    secret_sha256 TEXT NOT NULL,
-    path TEXT NOT NULL,
-    line INTEGER,
-    source TEXT NOT NULL,
-    container TEXT,
-    url TEXT,
-    verification TEXT NOT NULL,
-    job_id INTEGER,
-    first_seen REAL NOT NULL,
-    last_seen REAL NOT NULL,
-    PRIMARY KEY (repo, fingerprint, commit_id)
-);
 """
 
 LEASE_SECONDS = 300.0
@@ -95,7 +77,7 @@ def connect(path: Path | str) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    db.executescript(SCHEMA)
+    db.executescript(SCHEMA + REPO_FINDINGS_SCHEMA)
     return db
 
 
@@ -251,20 +233,9 @@ class Queue:
         """Record the findings (once each, whatever the retries) and finish the job, in one
         transaction. Returns the findings new to the store."""
         now = time.time()
-        new = []
         with self.lock, self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            for f in findings:
-                key = (repo, f.fingerprint, f.commit or "")
-                cur = self.db.execute(
-                    "INSERT OR IGNORE INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*key, f.detector, f.provider, f.redacted, f.secret_sha256, f.path, f.line, f.source, f.container,
-                     f.extra.get("url"), f.verification, job_id, now, now))  # fmt: skip
-                if cur.rowcount:
-                    new.append(f)
-                else:
-                    self.db.execute("UPDATE findings SET last_seen=?, verification=? WHERE repo=? AND fingerprint=? "
-                                    "AND commit_id=?", (now, f.verification, *key))  # fmt: skip
+            new = record_repo_findings(self.db, repo, findings, f"job {job_id}", now)
             self.db.execute("UPDATE webhook_jobs SET state='done', lease=NULL, last_error=NULL, findings=?, "
                             "finished_at=?, seconds=? WHERE id=? AND lease=?",
                             (len(findings), now, seconds, job_id, self.owner))  # fmt: skip
@@ -292,7 +263,7 @@ class Queue:
     def metrics(self) -> dict[str, Any]:
         with self.lock:
             states = dict(self.db.execute("SELECT state, count(*) FROM webhook_jobs GROUP BY state").fetchall())
-            verification = dict(self.db.execute("SELECT verification, count(*) FROM findings GROUP BY verification").fetchall())
+            verification = dict(self.db.execute("SELECT verification, count(*) FROM repo_findings GROUP BY verification").fetchall())
             cols = ", ".join(f"sum(seconds <= {b})" for b in LATENCY_BUCKETS)
             row = self.db.execute(f"SELECT count(*), coalesce(sum(seconds), 0), {cols} FROM webhook_jobs "
                                   "WHERE state='done' AND seconds IS NOT NULL").fetchone()  # fmt: skip

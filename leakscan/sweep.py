@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .store import REPO_FINDINGS_SCHEMA, record_repo_findings, recorded
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sweep_repos (
     repo_type TEXT NOT NULL,
@@ -71,25 +73,6 @@ CREATE TABLE IF NOT EXISTS sweep_scans (
     seconds REAL NOT NULL,
     findings INTEGER NOT NULL,
     finished_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sweep_findings (
-    repo TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    commit_id TEXT NOT NULL,          -- '' for findings without a commit (discussions)
-    detector TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    redacted TEXT NOT NULL,
-    secret_sha256 TEXT NOT NULL,
-    path TEXT NOT NULL,
-    line INTEGER,
-    source TEXT NOT NULL,
-    container TEXT,
-    url TEXT,
-    verification TEXT NOT NULL,
-    pass_id INTEGER NOT NULL,
-    first_seen REAL NOT NULL,
-    last_seen REAL NOT NULL,
-    PRIMARY KEY (repo, fingerprint, commit_id)
 );
 """
 
@@ -175,7 +158,7 @@ def connect(path: Path | str) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=60, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    db.executescript(SCHEMA)
+    db.executescript(SCHEMA + REPO_FINDINGS_SCHEMA)
     return db
 
 
@@ -561,25 +544,12 @@ def _record(opts: Options, db: sqlite3.Connection, outputs: Outputs, outbox, pas
     findings = res["findings"]
     for w in res.get("warnings", []):
         report.warnings.append(f"{name}: {w}")
-    known = set()
-    for f in findings:
-        row = db.execute("SELECT 1 FROM sweep_findings WHERE repo=? AND fingerprint=? AND commit_id=?",
-                         (name, f.fingerprint, f.commit or "")).fetchone()  # fmt: skip
-        if row:
-            known.add(id(f))
+    known = {id(f) for f in recorded(db, name, findings)}
     new = [f for f in findings if id(f) not in known]
     outputs.write(name, new)  # before the commit: a kill in between is deduped by the output file
     with db:
         db.execute("BEGIN IMMEDIATE")
-        for f in findings:
-            key = (name, f.fingerprint, f.commit or "")
-            cur = db.execute(
-                "INSERT OR IGNORE INTO sweep_findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*key, f.detector, f.provider, f.redacted, f.secret_sha256, f.path, f.line, f.source, f.container,
-                 f.extra.get("url"), f.verification, pass_id, now, now))  # fmt: skip
-            if not cur.rowcount:
-                db.execute("UPDATE sweep_findings SET last_seen=?, verification=? WHERE repo=? AND fingerprint=? "
-                           "AND commit_id=?", (now, f.verification, *key))  # fmt: skip
+        record_repo_findings(db, name, findings, f"pass {pass_id}", now)
         db.execute("UPDATE sweep_repos SET status='done', attempts=0, not_before=0, last_error=NULL, scanned_sha=?, "
                    "scanned_modified=?, findings=?, seconds=?, scanned_at=? WHERE repo_type=? AND repo_id=?",
                    (res["sha"], res["modified"], len(findings), res["seconds"], now, repo_type, repo_id))  # fmt: skip
@@ -632,7 +602,7 @@ def status(db_path: Path) -> dict[str, Any]:
                              "ORDER BY seconds DESC LIMIT 5").fetchall()  # fmt: skip
         failing = db.execute("SELECT repo_type, repo_id, status, attempts, last_error FROM sweep_repos "
                              "WHERE status IN ('failed', 'parked') ORDER BY attempts DESC, repo_id LIMIT 20").fetchall()  # fmt: skip
-        total_findings = db.execute("SELECT count(*) FROM sweep_findings").fetchone()[0]
+        total_findings = db.execute("SELECT count(*) FROM repo_findings").fetchone()[0]
         passes = db.execute("SELECT count(*) FROM sweep_passes").fetchone()[0]
     finally:
         db.close()

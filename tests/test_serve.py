@@ -162,7 +162,7 @@ def test_pushes_and_comments_are_scanned_once_recorded_once_and_notified(hub, tm
             job = body["job"]
             assert svc.post(push("alice/leaky", first)) == (202, {"job": job, "duplicate": True})  # redelivered
             assert svc.wait(job)[:2] == ("done", 1)
-            rows = svc.query("SELECT repo, path, commit_id, source, redacted, secret_sha256, verification FROM findings")
+            rows = svc.query("SELECT repo, path, commit_id, source, redacted, secret_sha256, verification FROM repo_findings")
             assert sorted((r[1], r[2], r[3]) for r in rows) == [(f"discussions/{num}", "", "discussion"),
                                                                 ("train.py", first, "history")]  # fmt: skip
             assert all(r[0] == "alice/leaky" and r[6] == "unverified" and r[4].startswith("hf_") for r in rows)
@@ -174,8 +174,8 @@ def test_pushes_and_comments_are_scanned_once_recorded_once_and_notified(hub, tm
             second = hub.commit("model", "alice/leaky", {"eval.py": f"HF_TOKEN = '{b}'\n"})
             code, body = svc.post(push("alice/leaky", second, [("refs/heads/main", first, second)]))
             assert code == 202 and svc.wait(body["job"])[0] == "done"
-            assert svc.query("SELECT count(*) FROM findings") == [(3,)]
-            assert svc.query("SELECT path, commit_id FROM findings WHERE path='eval.py'") == [("eval.py", second)]
+            assert svc.query("SELECT count(*) FROM repo_findings") == [(3,)]
+            assert svc.query("SELECT path, commit_id FROM repo_findings WHERE path='eval.py'") == [("eval.py", second)]
             assert svc.query("SELECT count(*) FROM webhook_jobs") == [(3,)]
 
             m = svc.metrics()
@@ -245,7 +245,7 @@ def test_a_job_interrupted_by_kill_9_completes_after_a_restart_recorded_once(hub
     try:
         assert svc.post(push("carol/slow", head)) == (202, {"job": job, "duplicate": True})
         assert svc.wait(job)[:2] == ("done", 2)
-        assert svc.query("SELECT path, commit_id FROM findings") == [("app.py", head)]
+        assert svc.query("SELECT path, commit_id FROM repo_findings") == [("app.py", head)]
         assert svc.metrics()['leakscan_findings{verification="unverified"}'] == 1
         assert "interrupted job taken over" in svc.err.read_text()
     finally:
