@@ -20,16 +20,15 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import defaultdict
-from pathlib import Path
-
-import platformdirs
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import regex
 
 from .checks import CHECKS, FILTERS, shannon_entropy
 from .detectors import MAX_WIDTH, Rule, RuleSet
 from .model import Candidate
+from .paths import cache_root
 
 try:  # Hyperscan ships as a binary wheel; where it can't load we fall back to `regex`.
     import hyperscan as _hs
@@ -205,7 +204,7 @@ def _hs_cache_path(digest: str) -> Path | None:
     about a second, loading a millisecond."""
     if os.environ.get("LEAKSCAN_NO_CACHE"):
         return None
-    base = os.environ.get("LEAKSCAN_CACHE_DIR") or platformdirs.user_cache_dir("leakscan")
+    base = cache_root()
     version = getattr(_hs, "__version__", "0")
     return Path(base) / f"hyperscan-{version}-f{_CACHE_FORMAT}-{digest}.db"
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
 
-import platformdirs
+from .paths import cache_root
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -115,7 +115,7 @@ class StoreError(Exception):
 
 
 def default_path() -> Path:
-    return Path(platformdirs.user_cache_dir("leakscan")) / "leakscan.sqlite3"
+    return cache_root() / "leakscan.sqlite3"
 
 
 class Store:

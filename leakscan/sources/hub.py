@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import platformdirs
-
 from ..model import Origin
+from ..paths import cache_root
 
 TYPES = ("model", "dataset", "space")
 _PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -106,7 +105,7 @@ def _status(exc) -> str:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("LEAKSCAN_HUB_CACHE") or Path(platformdirs.user_cache_dir("leakscan")) / "hub")
+    return Path(os.environ.get("LEAKSCAN_HUB_CACHE") or cache_root() / "hub")
 
 
 def mirror(repo: HubRepo, *, cache: Path | None = None, max_bytes: int | None = None,
