@@ -146,3 +146,18 @@ def test_discussions_that_cannot_be_read_are_a_warning_not_a_failure(hub, tmp_pa
     run = leakscan("repo", "dave/m", "-f", "json", "--no-verify", "--no-cache", env=env(hub, tmp_path))
     assert run.code == 1 and [f["secret"] for f in run.json] == [secret]
     assert "leakscan: warning: dave/m: cannot read discussions" in run.err
+
+
+def test_a_repo_that_disappears_mid_sweep_is_reported_and_the_others_go_on(hub, tmp_path):
+    secrets = {}
+    for name in ("a", "b", "c"):
+        hub.add_repo("model", f"gone/{name}")
+        secrets[name] = token(HF, f"gone-{name}")
+        hub.commit("model", f"gone/{name}", {"k.py": f"T='{secrets[name]}'\n"})
+    hub.fail_next("/gone/b/info/refs", 404)  # listed and described, then gone when git asks
+    run = leakscan("repo", "--author", "gone", "-f", "json", "--no-verify", "--no-cache", env=env(hub, tmp_path))
+    assert run.code == 1, run.err
+    assert sorted(f["secret"] for f in run.json) == sorted([secrets["a"], secrets["c"]])
+    assert "gone/b" in run.err and "failed" in run.err and "cannot fetch" in run.err
+    single = leakscan("repo", "gone/b", "--no-verify", "--no-cache", env=env(hub, tmp_path))
+    assert single.code == 1  # back again: scanned
