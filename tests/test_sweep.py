@@ -210,3 +210,50 @@ def test_every_runs_passes_and_a_second_sweep_is_refused(hub, tmp_path):
     assert sorted((f["repo"], f["secret"]) for f in lines(out)) == sorted(k for k in hub.planted if k[0].startswith("spaces/"))
     after = leakscan(*args(db, out, "--type", "space"), env=e)  # the lock died with it
     assert after.code == 0, after.err
+
+
+def _descendants(pid: int) -> dict[int, int]:
+    """pid → parent pid, for every process below `pid`."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    parents[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    below, todo = {}, [pid]
+    while todo:
+        p = todo.pop()
+        for child, parent in parents.items():
+            if parent == p and child not in below:
+                below[child] = p
+                todo.append(child)
+    return below
+
+
+def test_a_killed_worker_process_loses_nothing(hub, tmp_path):
+    """SIGKILL one local worker mid-pass: its repositories are retried and the pass completes."""
+    db, out = tmp_path / "state.sqlite3", tmp_path / "findings.jsonl"
+    e = {**os.environ, **env(hub, tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "leakscan", *args(db, out)], env=e, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and time.monotonic() < deadline and proc.poll() is None:
+        try:
+            done = rows(db, "SELECT count(*) FROM sweep_scans")[0][0]
+        except sqlite3.Error:
+            done = 0
+        tree = _descendants(proc.pid)
+        # the driver's child is the forkserver; the pool's workers are the forkserver's children
+        workers = [p for p, parent in tree.items() if parent != proc.pid and tree.get(parent) == proc.pid]
+        if done >= 2 and workers:
+            killed = workers[0]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.02)
+    assert killed is not None, "no worker to kill before the pass ended"
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr.decode()[-2000:]
+    assert sorted((f["repo"], f["secret"]) for f in lines(out)) == sorted(hub.planted)
+    assert rows(db, "SELECT count(*) FROM sweep_repos WHERE status='done'")[0][0] == TOTAL
