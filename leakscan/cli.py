@@ -478,8 +478,10 @@ def _verifier(ruleset: RuleSet, store: Store | None, intrusive: bool, timeout: f
         task = bar.add_task("verifying", total=None)
         bar.start()
 
-        def progress(done: int, total: int) -> None:
+        def show(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
+
+        progress = show
 
     verifier = BackgroundVerifier(ruleset, store_path=store.path if store else None, intrusive=intrusive,
                                   timeout=timeout, progress=progress)  # fmt: skip
@@ -556,7 +558,7 @@ def hook_install(repo_dir: Annotated[Path, typer.Argument(metavar="REPO.git", he
         raise UserError(str(exc)) from None
     print(f"installed {path}")
     print(f"policy (optional): {repo_dir}/{CONFIG}")
-    print(f"GitLab/Gitea server hook: put an executable script in custom_hooks/pre-receive.d/ (GitLab) or in the")
+    print("GitLab/Gitea server hook: put an executable script in custom_hooks/pre-receive.d/ (GitLab) or in the")
     print(f"repository's Git Hooks settings (Gitea) that runs:  exec {server_hook_line()}")
 
 

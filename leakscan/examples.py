@@ -137,10 +137,6 @@ def expand(template: str, rng: random.Random | None = None) -> tuple[str, str]:
     return text, text
 
 
-def demo_token(template: str, seed: int | None = None) -> str:
-    return expand(template, random.Random(seed))[1]
-
-
 def example_problems(rule, matcher, seeds: range = range(3)) -> list[str]:
     """Run a rule's examples through a matcher: each positive must yield exactly its marked
     secret from this rule; no rule may report anything in a negative. Returns the problems."""

@@ -13,19 +13,20 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
 import tomllib
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from .detectors import RuleSet, load_rules
-from .findings import secret_text
 from .history import HistoryOptions, scan_repository
 from .model import Finding
 from .scan import Scanner
-from .sources.git import GitRepo, GitSourceError, Pushed, open_repo
+from .sources.git import GitRepo, Pushed, open_repo
 
 CONFIG = "leakscan-hook.toml"
 BYPASS_LOG = "leakscan-bypass.log"
@@ -42,7 +43,6 @@ class Policy:
     bypass: bool = True
     on_error: str = "allow"  # allow | reject
     timeout: float = 30.0
-    extra: dict = field(default_factory=dict)
 
 
 def load_policy(git_dir: Path) -> Policy:
@@ -94,7 +94,8 @@ def run_pre_receive(stdin_text: str, out=sys.stderr) -> int:
     if not updates:
         return 0  # deletions only: nothing arrives
     try:
-        findings, ruleset, repo = _scan_push(git_dir, updates, policy)
+        with _time_limit(policy.timeout):
+            findings, ruleset, repo = _scan_push(git_dir, updates, policy)
     except Exception as exc:  # an internal error must not silently block or pass without a word
         if policy.on_error == "reject":
             print(f"leakscan: push rejected: the secret scan failed ({type(exc).__name__}: {exc})", file=out)
@@ -125,6 +126,22 @@ def run_pre_receive(stdin_text: str, out=sys.stderr) -> int:
         print('  - or bypass, logged: git push -o leakscan.bypass="<reason>"', file=out)
     print(f"leakscan: scanned in {time.monotonic() - started:.2f} s", file=out)
     return 1
+
+
+@contextmanager
+def _time_limit(seconds: float):
+    """The scan's own budget (the policy's `timeout`): past it, on_error decides."""
+
+    def expired(signum, frame):
+        raise TimeoutError(f"took longer than {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _scan_push(git_dir: Path, updates, policy: Policy):
@@ -165,8 +182,7 @@ def _refs_of(repo: GitRepo, updates, findings: list[Finding]) -> dict[str, str]:
     wanted = {f.commit for f in findings if f.commit}
     out: dict[str, str] = {}
     for _, new, ref in updates:
-        code, text, _ = repo._run(["rev-list", new, "--not", "--all"])
-        for line in text.decode().split():
+        for line in repo.new_commits(new):
             if line in wanted and line not in out:
                 out[line] = ref
         if new in wanted:

@@ -44,10 +44,6 @@ OVERLAP = MAX_WIDTH + 4 * LOOKAROUND_MARGIN
 Hit = tuple[int, int]  # (rule index, offset)
 
 
-def hyperscan_available() -> bool:
-    return _hs is not None
-
-
 class Matcher:
     def __init__(self, ruleset: RuleSet, engine: str | None = None) -> None:
         engine = engine or os.environ.get("LEAKSCAN_ENGINE", "auto")

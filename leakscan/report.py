@@ -15,7 +15,6 @@ from . import __version__
 from .detectors import RuleSet
 from .model import Finding, Skip
 
-FORMATS = ("table", "json", "jsonl", "sarif")
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _SEVERITY_SCORE = {"low": "3.0", "medium": "5.5", "high": "8.0", "critical": "9.5"}
 _SEVERITY_LEVEL = {"low": "note", "medium": "warning", "high": "error", "critical": "error"}

@@ -506,7 +506,7 @@ def _scan_all(opts: Options, db: sqlite3.Connection, base: str, pass_id: int, to
                 if retry is not None:
                     queue.append(retry)
                 if bar:
-                    bar.advance(report, final=retry is None)
+                    bar.advance(report)
     finally:
         executor.close()
         outputs.close()
@@ -579,7 +579,7 @@ class _Bar:
         self.task = self.progress.add_task("sweep", total=total, info="")
         self.progress.start()
 
-    def advance(self, report: PassReport, final: bool) -> None:
+    def advance(self, report: PassReport) -> None:
         done = report.scanned + report.failed
         rate = done / max(1e-6, time.monotonic() - self.started) * 60
         self.progress.update(self.task, completed=done, info=f"{report.findings} findings, {rate:.0f} repos/min")

@@ -77,7 +77,7 @@ def blobs_of(repo, **kw) -> tuple[list[GitBlob], list[GitWarning]]:
 
 def contents_of(repo, **kw) -> tuple[dict[str, bytes], list[GitWarning]]:
     found, warnings = {}, []
-    for item in repo.blob_contents(**kw):
+    for item in repo.read_blobs(repo.blobs(**kw)):
         if isinstance(item, GitWarning):
             warnings.append(item)
         else:
@@ -201,7 +201,7 @@ def test_big_blob_streams_in_pieces_and_unread_tails_are_skipped(repo):
     repo.commit("big", {"big.bin": big, "small1.txt": "first small\n", "small2.txt": "second small\n"})
     r = open_repo(repo.root)
     seen = {}
-    for item in r.blob_contents():
+    for item in r.read_blobs(r.blobs()):
         assert not isinstance(item, GitWarning)
         blob, read = item
         if blob.path == "big.bin":
@@ -221,7 +221,7 @@ def test_big_blob_streams_in_pieces_and_unread_tails_are_skipped(repo):
 
     # Reading only the head of the big blob leaves the stream in step for the next one.
     got = {}
-    for blob, read in r.blob_contents():
+    for blob, read in r.read_blobs(r.blobs()):
         got[blob.path] = read(10)
     assert got == {"big.bin": big[:10], "small1.txt": b"first smal", "small2.txt": b"second sma"}
 
@@ -229,7 +229,7 @@ def test_big_blob_streams_in_pieces_and_unread_tails_are_skipped(repo):
 def test_closing_early_ends_git(repo):
     repo.commit("c", {f"f{i}.txt": f"file {i}\n" for i in range(300)})
     r = open_repo(repo.root)
-    it = r.blob_contents()
+    it = r.read_blobs(r.blobs())
     next(it)
     started = time.monotonic()
     it.close()
@@ -356,7 +356,7 @@ def test_corrupt_object_is_a_warning_and_reading_goes_on(repo):
     bad.chmod(0o644)
     bad.write_bytes(data[: len(data) // 2])  # the header still reads; the content breaks off
     seen, warnings = [], []
-    for item in open_repo(repo.root).blob_contents():
+    for item in (lambda g: g.read_blobs(g.blobs()))(open_repo(repo.root)):
         if isinstance(item, GitWarning):
             warnings.append(item)
         else:

@@ -4,7 +4,6 @@ local path and over smart HTTP (git http-backend)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
@@ -147,3 +146,14 @@ def test_refused_over_smart_http(tmp_path):
         git("reset", "-q", "--soft", "HEAD~2", cwd=wt)
         git(*ID, "commit", "-q", "-m", "read the token from the environment", cwd=wt)
         assert git("push", "origin", "main", cwd=wt, check=False).returncode == 0
+
+
+def test_a_scan_past_its_time_budget_follows_on_error(server):
+    srv, wt = server
+    commit(wt, {"a.txt": "a\n"})
+    (srv / "leakscan-hook.toml").write_text('timeout = 0.001\non_error = "reject"\n')
+    push = git("push", str(srv), "main", cwd=wt, check=False)
+    assert push.returncode != 0 and "the secret scan failed (TimeoutError: took longer than 0.001 s)" in push.stderr
+    (srv / "leakscan-hook.toml").write_text("timeout = 0.001\n")
+    push = git("push", str(srv), "main", cwd=wt, check=False)
+    assert push.returncode == 0 and "the secret scan failed and the push was allowed" in push.stderr

@@ -6,7 +6,6 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from aiohttp import web
 
 from helpers import ACME, leakscan, token

@@ -6,6 +6,7 @@ What it gives the scanner:
     at and its size; optionally dangling blobs too, or only the blobs new in a range;
   * their contents, streamed through ONE `git cat-file --batch` process per pass: a writer thread
     feeds object ids while the caller reads each blob through a bounded `read(n)`;
+  * `introductions`: the same listing and its attribution from one `git log --raw` walk;
   * commit and annotated-tag messages;
   * attribution (the oldest commit that put a blob at a path) and what HEAD still holds.
 
@@ -576,74 +577,6 @@ class GitRepo:
             err.close()
         return leftover
 
-    def blob_contents(self, *, all_objects: bool = False, rev_range: str | None = None,
-                      since: str | Sequence[str] | None = None, reflogs: bool = False,
-                      ) -> Iterator[tuple[GitBlob, BlobReader] | GitWarning]:  # fmt: skip
-        """What `read_blobs(blobs(...))` gives — every blob once with a reader over its
-        content, streamed — but faster: `git rev-list` feeds `git cat-file --batch` directly,
-        with no Python between them. After a corrupt object kills cat-file, the walk is redone
-        and read through `read_blobs` from the object after the last one handled."""
-        procs = _Procs()
-        walk, warnings = self._plan(self._walk(rev_range, since, reflogs))
-        yield from warnings
-        seen: set[bytes] | None = set() if all_objects else None
-        try:
-            last = yield from self._direct(walk, procs.child(), seen)
-            if last is not _DONE:
-                rest = _after(self._reachable(walk, procs.child(), seen), last)
-                yield from self.read_blobs(rest, _procs=procs)
-            if all_objects and rev_range is None and since is None:
-                yield from self.read_blobs(self._dangling(procs.child(), seen), _procs=procs)
-        finally:
-            procs.kill()
-
-    def _direct(self, walk: _Walk, procs: _Procs, seen: set[bytes] | None):
-        """rev-list | cat-file --batch; returns _DONE, or the id of the last blob (or missing
-        object) handled before cat-file died (None: before the first)."""
-        rev_list, rl_err = self._popen(["rev-list", "--objects", "--missing=print",
-                                        "--filter=object:type=blob", *walk.args, "--stdin"],
-                                       procs, stdin=subprocess.PIPE)  # fmt: skip
-        cat, cat_err = self._popen(["cat-file", f"--batch={_FORMAT}", "--buffer"], procs,
-                                   stdin=rev_list.stdout)  # fmt: skip
-        rev_list.stdout.close()
-        rev_list.stdin.write("".join(f"{s}\n" for s in walk.stdin).encode())
-        rev_list.stdin.close()
-        out = cat.stdout
-        last: str | None = None
-        try:
-            while header := out.readline():
-                head, _, rest = header.rstrip(b"\n").partition(b" ")
-                if rest == b"missing":
-                    last = head.lstrip(b"?").decode()
-                    yield GitWarning(last, MISSING, last)
-                    continue
-                typ, _, rest = rest.partition(b" ")
-                size, _, path = rest.partition(b" ")
-                reader = BlobReader(out, int(size))
-                if typ == b"blob":
-                    blob = GitBlob(head.decode(), _text(path), int(size))
-                    if seen is not None:
-                        seen.add(bytes.fromhex(blob.oid))
-                    yield blob, reader
-                if not reader._finish():
-                    if typ == b"blob":
-                        yield GitWarning(blob.path, f"corrupt object, content cut short: "
-                                         f"{self._stderr(cat_err)}", blob.oid)  # fmt: skip
-                        last = blob.oid
-                    return last
-                if typ == b"blob":
-                    last = blob.oid
-            if cat.wait() != 0:
-                return last
-            if rev_list.wait() != 0:
-                yield GitWarning("<history>", f"history walk stopped early: {self._stderr(rl_err)}")
-            return _DONE
-        finally:
-            procs.kill()
-            out.close()
-            rl_err.close()
-            cat_err.close()
-
     # -- messages --
 
     def messages(self, *, rev_range: str | None = None, since: str | Sequence[str] | None = None,
@@ -683,6 +616,13 @@ class GitRepo:
             oid, _, kind = line.partition(" ")
             if kind and kind != "missing":
                 yield oid, kind
+
+    def new_commits(self, tip: str) -> list[str]:
+        """Commits reachable from `tip` and from no ref (in a pre-receive hook: what a pushed ref
+        brings)."""
+        Pushed((tip,))  # validates the id
+        code, out, _ = self._run(["rev-list", tip, "--not", "--all"])
+        return out.decode().split() if code == 0 else []
 
     def unreachable_from_refs(self, oids: Sequence[str]) -> list[str]:
         """Objects among (or behind) `oids` that no current ref reaches: empty when every one of
@@ -878,18 +818,6 @@ class _Obj:
 
 
 _END = object()
-_DONE = object()
-
-
-def _after(items: Iterator, last: str | None) -> Iterator:
-    """`items` from just after the one whose oid is `last` (all of them when `last` is None)."""
-    if last is not None:
-        for item in items:
-            if getattr(item, "oid", None) == last:  # a blob, or the warning for a missing one
-                break
-    yield from items
-
-
 @dataclass(frozen=True, slots=True)
 class _Failure:
     exc: BaseException

@@ -370,7 +370,7 @@ def _aws_request(secret: str, groups: dict[str, str], now: dt.datetime | None = 
     amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
     host, region, service = "sts.amazonaws.com", "us-east-1", "sts"
     payload_hash = hashlib.sha256(_STS_BODY.encode()).hexdigest()
-    canonical = "\n".join(["POST", "/", "", f"content-type:application/x-www-form-urlencoded; charset=utf-8",
+    canonical = "\n".join(["POST", "/", "", "content-type:application/x-www-form-urlencoded; charset=utf-8",
                            f"host:{host}", f"x-amz-date:{amz_date}", "", "content-type;host;x-amz-date", payload_hash])  # fmt: skip
     scope = f"{day}/{region}/{service}/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
