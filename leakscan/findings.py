@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .detectors import Rule
-from .model import Candidate, Finding, Location, Origin
+from .model import Candidate, Finding, Location, Place
 
 
 def secret_text(secret: bytes) -> str:
@@ -37,7 +37,7 @@ def fingerprint(detector: str, secret_sha256: str, path: str, container: str | N
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def make_finding(rule: Rule, cand: Candidate, loc: Location, origin: Origin) -> Finding:
+def make_finding(rule: Rule, cand: Candidate, loc: Location, origin: Place) -> Finding:
     text = secret_text(cand.secret)
     digest = sha256_hex(cand.secret)
     return Finding(
@@ -45,7 +45,7 @@ def make_finding(rule: Rule, cand: Candidate, loc: Location, origin: Origin) -> 
         secret_sha256=digest, redacted=redact(text), path=origin.path, line=loc.line,
         column=loc.column, commit=origin.commit, source=origin.source, container=origin.container,
         fingerprint=fingerprint(rule.id, digest, origin.path, origin.container), generic=rule.generic,
-        groups={k: secret_text(v) for k, v in cand.groups},
+        groups={k: secret_text(v) for k, v in cand.groups}, author=origin.author, date=origin.date,
     )  # fmt: skip
 
 

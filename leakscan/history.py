@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .findings import Suppressions
-from .model import Finding, Origin, Skip
+from .model import Finding, Place, Skip
 from .scan import (PARALLEL_MIN_BYTES, ScanResult, ScanStats, Scanner, default_jobs, finish, map_batches,
                    unsuppressed, worker_scanner)  # fmt: skip
 from .sources.files import FileEntry, walk
@@ -95,7 +95,7 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
     found, scanned, objects, bytes_scanned = batch.found, batch.scanned, batch.objects, batch.bytes
     blob_findings: dict[str, list[Finding]] = {}
     for f in found:
-        blob_findings.setdefault(f.extra["blob"], []).append(f)
+        blob_findings.setdefault(f.blob, []).append(f)
 
     # 2. commit and tag messages (and, incrementally, the older ones that had findings)
     messages = repo.messages(**walk_args)
@@ -109,9 +109,8 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
             result.skipped.append(msg.to_skip())
         elif msg.oid not in seen_messages:
             seen_messages.add(msg.oid)
-            got = scanner.scan_bytes(msg.message, Origin(COMMIT_MESSAGE_PATH, "commit-message", msg.oid))
-            for f in got.findings:
-                f.extra.update(author=msg.author, date=msg.date)
+            got = scanner.scan_bytes(msg.message, Place(COMMIT_MESSAGE_PATH, "commit-message", msg.oid,
+                                                              author=msg.author, date=msg.date))
             message_findings += got.findings
             if on_findings and got.findings:
                 on_findings(unsuppressed(got.findings, suppressions))
@@ -123,7 +122,7 @@ def scan_repository(repo: GitRepo, scanner: Scanner, *, store: Store | None = No
     head = repo.head_blobs()
     in_head = {f.secret_sha256 for oid, fs in blob_findings.items() if oid in head for f in fs}
     for f in found + message_findings:
-        f.extra["in_head"] = f.secret_sha256 in in_head
+        f.in_head = f.secret_sha256 in in_head
     # Every revision of a file is a new blob; a secret that sat in it across 40 revisions is one
     # leak at one place: report it once, where it first appeared.
     found = _oldest(found, key=lambda f: f.fingerprint)
@@ -182,7 +181,7 @@ class BlobBatch:
             blob, read = item
             got = scanner.scan_stream(read, blob.origin(), lfs_store=lfs_store)
             for f in got.findings:
-                f.extra["blob"] = blob.oid
+                f.blob = blob.oid
             self.found += got.findings
             self.skipped += got.skipped
             self.scanned.append((blob.oid, len(got.findings)))
@@ -230,7 +229,7 @@ def _oldest(findings: list[Finding], key) -> list[Finding]:
 
 
 def _age(f: Finding) -> tuple[str, str, int]:
-    return (_utc(f.extra.get("date")), f.commit or "", f.line)
+    return (_utc(f.date), f.commit or "", f.line)
 
 
 def _utc(date: str | None) -> str:
@@ -271,10 +270,7 @@ def _attribute(repo: GitRepo, repo_id: str, store: Store | None, blob_findings: 
         for f in fs:
             att = cached.get((oid, f.path))
             if att:
-                f.commit, author, date = att
-                f.extra.update(author=author, date=date)
-            else:  # an unreachable blob: no commit introduced it
-                f.extra.update(author=None, date=None)
+                f.commit, f.author, f.date = att
 
 
 def _lfs_store(repo: GitRepo) -> Path:

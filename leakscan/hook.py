@@ -153,9 +153,9 @@ def _scan_push(git_dir: Path, updates, policy: Policy):
     findings = result.findings
     tag_messages = [m for m in repo.messages_of(list(tips)) if getattr(m, "kind", "") == "tag"]
     for msg in tag_messages:  # an annotated tag pushed with a secret in its message
-        from .model import Origin
+        from .model import Place
 
-        findings += scanner.scan_bytes(msg.message, Origin("(tag message)", "commit-message", msg.oid)).findings
+        findings += scanner.scan_bytes(msg.message, Place("(tag message)", "commit-message", msg.oid)).findings
     if policy.verify and findings:
         _verify(ruleset, findings, policy.verify_budget)
     return findings, ruleset, repo

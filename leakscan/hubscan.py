@@ -27,18 +27,18 @@ def scan_hub_repo(repo: HubRepo, scanner: Scanner, *, store: Store | None = None
     except GitSourceError as exc:
         raise HubError(f"{repo.label}: {exc}") from None
     for f in result.findings:
-        f.extra["repo"] = repo.label
+        f.repo = repo.label
         if f.commit and f.source == "history":
-            f.extra["url"] = f"{repo.web_url}/blob/{f.commit}/{quote(f.path)}"
+            f.url = f"{repo.web_url}/blob/{f.commit}/{quote(f.path)}"
         elif f.commit:
-            f.extra["url"] = f"{repo.web_url}/commit/{f.commit}"
+            f.url = f"{repo.web_url}/commit/{f.commit}"
     if discussions:
         found = []
         try:
             for comment in comments(repo):
                 got = scanner.scan_bytes(comment.text.encode("utf-8", "surrogatepass"), comment.origin()).findings
                 for f in got:
-                    f.extra.update(repo=repo.label, discussion=comment.num, url=f"{repo.web_url}/discussions/{comment.num}")
+                    f.repo, f.discussion, f.url = repo.label, comment.num, f"{repo.web_url}/discussions/{comment.num}"
                 found += got
         except Exception as exc:  # HTTP errors (OSErrors) and the client's connection errors
             # The history was scanned; missing discussions are reported, not fatal.

@@ -33,13 +33,32 @@ class Location:
 
 
 @dataclass(frozen=True, slots=True)
-class Origin:
-    """What a scanned byte stream is: a file in a tree, a blob at a commit, a comment…"""
+class Place:
+    """One place a scanned byte stream appears at: a file in a tree, a blob at a path introduced
+    by a commit, a commit message, a comment… A blob may appear at many; it is read and matched
+    once, and each place decides what its path rules allow."""
 
     path: str
-    source: str = "file"  # file | history | commit-message | discussion | …
-    commit: str | None = None
-    container: str | None = None  # path inside an archive or notebook
+    source: str = "file"  # file | history | commit-message | discussion | stdin | staged | …
+    commit: str | None = None  # the commit that introduced it there (history), or the message's
+    container: str | None = None  # path inside an archive or notebook, or a comment's label
+    author: str | None = None
+    date: str | None = None  # ISO 8601 with offset
+
+    def age(self) -> tuple[str, str, str]:
+        """Sort key, oldest first; places without a date (unattributed) last."""
+        return (_utc(self.date), self.commit or "", self.path)
+
+
+def _utc(date: str | None) -> str:
+    if not date:
+        return "9999"
+    from datetime import datetime, timezone
+
+    try:
+        return datetime.fromisoformat(date).astimezone(timezone.utc).isoformat()
+    except ValueError:
+        return date
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +90,29 @@ class Finding:
     fingerprint: str
     verification: str = "unverified"
     generic: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
     groups: dict[str, str] = field(default_factory=dict)  # for verification; not reported
+    # history: who put it there, when, in which blob, and whether the tip still holds it
+    author: str | None = None
+    date: str | None = None
+    blob: str | None = None
+    in_head: bool | None = None
+    also_at: tuple[str, ...] = ()  # other places the same content holds it ("path@commit")
+    # Hub
+    repo: str | None = None
+    url: str | None = None
+    discussion: int | None = None
+    # verification
+    verification_reason: str | None = None
+    identity: dict[str, Any] | None = None
+    restricted: bool = False
+
+    def place(self) -> Place:
+        return Place(self.path, self.source, self.commit, self.container, self.author, self.date)
 
     def to_dict(self, *, redact: bool = False) -> dict[str, Any]:
-        data = {
+        """The one serialized form: reports, JSONL, notifications and the store all use it.
+        Optional fields appear when they apply."""
+        data: dict[str, Any] = {
             "type": "finding",
             "detector": self.detector,
             "provider": self.provider,
@@ -92,5 +129,12 @@ class Finding:
             "verification": self.verification,
             "fingerprint": self.fingerprint,
         }
-        data.update(self.extra)
+        for key in _OPTIONAL:
+            value = getattr(self, key)
+            if value is not None and value != () and not (key == "restricted" and not value):
+                data[key] = list(value) if isinstance(value, tuple) else value
         return data
+
+
+_OPTIONAL = ("author", "date", "blob", "in_head", "also_at", "repo", "url", "discussion", "verification_reason",
+             "identity", "restricted")  # fmt: skip

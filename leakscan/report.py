@@ -54,7 +54,7 @@ def table(findings: Sequence[Finding], skipped: Sequence[Skip], out: IO[str], *,
         t.add_column("Status")
         previous = None
         for f in findings:
-            place = (f"{f.extra['repo']}:" if "repo" in f.extra else "") + f.path + (f"!{f.container}" if f.container else "")
+            place = (f"{f.repo}:" if f.repo else "") + f.path + (f"!{f.container}" if f.container else "")
             shown = place if place != previous else "  ″"
             previous = place
             t.add_row(

@@ -17,7 +17,7 @@ from .findings import Suppressions, dedupe, make_finding
 from .locate import locate_bytes, locate_stream
 from .decoders import Limits, decode, is_lfs_pointer, lfs_oid, sniff
 from .matcher import CHUNK_SIZE, Matcher, bytes_reader
-from .model import Candidate, Finding, Location, Origin, Skip
+from .model import Candidate, Finding, Location, Place, Skip
 from .sources.files import FileEntry, walk
 
 # Part of the scan-cache key: bump when what a scan of the same bytes yields changes.
@@ -67,7 +67,7 @@ class Scanner:
         decoding = "raw" if limits is None else hashlib.sha256(repr(limits).encode()).hexdigest()[:8]
         self.cache_key = f"{ruleset.digest}.{SCANNER_FORMAT}.{decoding}"
 
-    def scan_stream(self, read: Callable[[int], bytes], origin: Origin, *,
+    def scan_stream(self, read: Callable[[int], bytes], origin: Place, *,
                     lfs_store: Path | None = None) -> Scanned:  # fmt: skip
         """Small blobs and structured formats (within the decoded-bytes limit) are read whole
         and decoded; anything else is streamed through the matcher in chunks."""
@@ -84,13 +84,13 @@ class Scanner:
             return Scanned(self._raw(_chain(data, read), origin), [Skip(origin.path, why, origin.container)])
         return Scanned(self._raw(_chain(head, read), origin))
 
-    def _raw(self, read: Callable[[int], bytes], origin: Origin) -> list[Finding]:
+    def _raw(self, read: Callable[[int], bytes], origin: Place) -> list[Finding]:
         return self._findings(locate_stream(self.matcher, read), origin)
 
-    def _raw_bytes(self, data: bytes, origin: Origin) -> list[Finding]:
+    def _raw_bytes(self, data: bytes, origin: Place) -> list[Finding]:
         return self._findings(locate_bytes(self.matcher, data), origin)
 
-    def _findings(self, located: Iterable[tuple[Candidate, Location]], origin: Origin) -> list[Finding]:
+    def _findings(self, located: Iterable[tuple[Candidate, Location]], origin: Place) -> list[Finding]:
         out = []
         for cand, loc in located:
             rule = self._rules[cand.rule_id]
@@ -99,7 +99,7 @@ class Scanner:
             out.append(make_finding(rule, cand, loc, origin))
         return out
 
-    def _scan_whole(self, data: bytes, origin: Origin, lfs_store: Path | None) -> Scanned:
+    def _scan_whole(self, data: bytes, origin: Place, lfs_store: Path | None) -> Scanned:
         if self.limits is None:
             return Scanned(self._raw_bytes(data, origin))
         if is_lfs_pointer(data):  # its oid is not a secret; the content it names may hold one
@@ -122,7 +122,7 @@ class Scanner:
                                and not (f.generic and _encodes_any(f.secret, secrets))] + layered  # fmt: skip
         return result
 
-    def _scan_lfs_object(self, oid: str | None, origin: Origin, lfs_store: Path | None) -> Scanned:
+    def _scan_lfs_object(self, oid: str | None, origin: Place, lfs_store: Path | None) -> Scanned:
         if oid is None or lfs_store is None:
             return Scanned()
         path = lfs_store / oid[:2] / oid[2:4] / oid
@@ -134,13 +134,13 @@ class Scanner:
         except OSError as exc:
             return Scanned([], [Skip(origin.path, f"LFS object unreadable: {exc.strerror or exc}", origin.container)])
 
-    def scan_bytes(self, data: bytes, origin: Origin) -> Scanned:
+    def scan_bytes(self, data: bytes, origin: Place) -> Scanned:
         return self.scan_stream(bytes_reader(data), origin)
 
     def scan_file(self, entry: FileEntry, lfs_store: Path | None = None) -> Scanned:
         try:
             with open(entry.abspath, "rb", buffering=0) as fh:
-                return self.scan_stream(_reader(fh), Origin(entry.path), lfs_store=lfs_store)
+                return self.scan_stream(_reader(fh), Place(entry.path), lfs_store=lfs_store)
         except OSError as exc:
             return Scanned([], [Skip(entry.path, f"unreadable: {exc.strerror or exc}")])
 

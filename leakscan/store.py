@@ -101,7 +101,7 @@ def record_repo_findings(db, repo: str, findings: list, origin: str, now: float)
         key = (repo, f.fingerprint, f.commit or "")
         cur = db.execute("INSERT OR IGNORE INTO repo_findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (*key, f.detector, f.provider, f.redacted, f.secret_sha256, f.path, f.line, f.source,
-                          f.container, f.extra.get("url"), f.verification, origin, now, now))  # fmt: skip
+                          f.container, f.url, f.verification, origin, now, now))  # fmt: skip
         if cur.rowcount:
             new.append(f)
         else:

@@ -55,7 +55,7 @@ def leak_item(f: Finding, repo: str | None, verified_at: str) -> dict[str, Any]:
     if f.container:
         where += f"!{f.container}"
     return {
-        "id": leak_id(f), "type": f.detector, "url": f.extra.get("url") or where, "source": f.source,
+        "id": leak_id(f), "type": f.detector, "url": f.url or where, "source": f.source,
         "repo": repo, "path": f.path, "commit": f.commit, "verified_at": verified_at,
     }  # fmt: skip
 

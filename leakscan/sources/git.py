@@ -32,7 +32,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO
 
-from ..model import Origin, Skip
+from ..model import Place, Skip
 
 UNREACHABLE_PATH = "<unreachable>"
 CHUNK = 1 << 20  # what skipping an unread blob tail reads at a time
@@ -80,8 +80,8 @@ class GitBlob:
     size: int
     reachable: bool = True
 
-    def origin(self, commit: str | None = None) -> Origin:
-        return Origin(self.path, source="history", commit=commit)
+    def origin(self, commit: str | None = None) -> Place:
+        return Place(self.path, source="history", commit=commit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +106,8 @@ class GitMessage:
     author: str  # author of a commit, tagger of a tag; "" if the header has none
     date: str  # that person's date, ISO 8601 with offset; "" if unknown
 
-    def origin(self) -> Origin:
-        return Origin(f"<{self.kind} message>", source="commit-message", commit=self.oid)
+    def origin(self) -> Place:
+        return Place(f"<{self.kind} message>", source="commit-message", commit=self.oid)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..model import Origin
+from ..model import Place
 from ..paths import cache_root
 
 TYPES = ("model", "dataset", "space")
@@ -202,10 +202,10 @@ class Comment:
     text: str
     edited: bool  # an earlier version of an edited comment
 
-    def origin(self) -> Origin:
+    def origin(self) -> Place:
         kind = "pull request" if self.is_pr else "discussion"
         label = f"{self.event_id} (earlier version)" if self.edited else self.event_id
-        return Origin(f"discussions/{self.num}", "discussion", None, f"{kind} comment {label}")
+        return Place(f"discussions/{self.num}", "discussion", None, f"{kind} comment {label}")
 
 
 def comments(repo: HubRepo) -> Iterator[Comment]:

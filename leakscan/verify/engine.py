@@ -304,11 +304,11 @@ class Verifier:
 def _apply(finding: Finding, verdict: Verdict) -> None:
     finding.verification = verdict.state
     if verdict.reason:
-        finding.extra["verification_reason"] = verdict.reason
+        finding.verification_reason = verdict.reason
     if verdict.identity:
-        finding.extra["identity"] = verdict.identity
+        finding.identity = verdict.identity
     if verdict.restricted:
-        finding.extra["restricted"] = True
+        finding.restricted = True
 
 
 def _interpret(spec: VerifySpec, status: int, body: bytes) -> Verdict:
