@@ -22,8 +22,8 @@ from .decoders import Limits
 from .detectors import DetectorError, RuleSet, load_rules
 from .findings import Suppressions, SuppressionError, read_baseline, read_ignore_file
 from .report import render
-from .history import HistoryOptions, scan_repository
-from .scan import ScanResult, Scanner, scan_tree
+from .pipeline import ScanResult, run
+from .scan import Scanner
 from .sources.git import GitSourceError, open_repo
 from .store import Store, StoreError
 from .verify.engine import BackgroundVerifier
@@ -193,17 +193,18 @@ def scan(
         verifier = _verifier(ruleset, store, verify_intrusive, verify_timeout) if verify else None
         try:
             if repo is None:
-                result = scan_tree(path, scanner, jobs=jobs, suppressions=suppressions, include_deps=include_deps,
-                                   on_findings=verifier.submit if verifier else None)  # fmt: skip
+                from .sources.files import TreeSource
+
+                sources = [TreeSource(path, include_deps=include_deps)]
             else:
+                from .sources.history import HistoryOptions, git_sources
+
                 options = HistoryOptions(all_objects=all_objects, since=since, rev_range=rev_range)
-                result = scan_repository(repo, scanner, store=store, options=options, jobs=jobs,
-                                         suppressions=suppressions, include_deps=include_deps,
-                                         on_findings=verifier.submit if verifier else None)  # fmt: skip
+                sources = git_sources(repo, store=store, cache_key=scanner.cache_key, options=options,
+                                      include_deps=include_deps)  # fmt: skip
+            result = run(sources, scanner, store=store, jobs=jobs, suppressions=suppressions, verifier=verifier)
         except GitSourceError as exc:
             raise UserError(str(exc)) from None
-        finally:
-            _close(verifier)
         if callbacks and store is not None:
             _revoke(store, result.findings, callbacks, str(path.resolve()))
     if repo is not None:
@@ -239,8 +240,7 @@ def repo(
 ) -> None:
     """Scan Hugging Face Hub repositories: every ref's history (pull requests included) and
     every discussion and PR comment."""
-    from .hubscan import scan_hub_repo
-    from .sources.hub import HubError, list_owner_repos, parse_target
+    from .sources.hub import HubError, hub_sources, list_owner_repos, parse_target
 
     if (target is None) == (author is None):
         raise UserError("give a repository (user/name) or --author NAME")
@@ -254,38 +254,37 @@ def repo(
     combined = ScanResult()
     rows = []
     with _store(db, no_cache) as store:
-        verifier = _verifier(ruleset, store, False, 10.0) if verify else None
-        try:
-            if targets is None:
-                try:
-                    kinds = (repo_type.value,) if repo_type else ("model", "dataset", "space")
-                    targets = list(list_owner_repos(author, kinds))
-                except Exception as exc:  # HTTP errors and the client's connection errors
-                    raise UserError(f"cannot list the repositories of {author}: {type(exc).__name__}") from None
-                if not targets:
-                    raise UserError(f"{author} has no public repositories (or does not exist)")
-            for hub_repo in _progress(targets, len(targets) > 1):
-                try:
-                    result = scan_hub_repo(hub_repo, scanner, store=store, revision=revision,
-                                           discussions=not no_discussions, max_bytes=max_repo_size << 20, jobs=jobs,
-                                           on_findings=verifier.submit if verifier else None)  # fmt: skip
-                except HubError as exc:
-                    if len(targets) == 1:
-                        raise UserError(str(exc)) from None
-                    rows.append((hub_repo.label, "failed", str(exc)))
-                    continue
-                rows.append((hub_repo.label, "scanned", f"{len(result.findings)} findings"))
-                for skip in result.skipped:
-                    if skip.path == "discussions":
-                        print(f"leakscan: warning: {hub_repo.label}: {skip.reason}", file=sys.stderr)
-                combined.findings += result.findings
-                combined.skipped += result.skipped
-                combined.stats.objects += result.stats.objects
-                combined.stats.bytes += result.stats.bytes
-                combined.stats.seconds += result.stats.seconds
-                combined.stats.incremental |= result.stats.incremental
-        finally:
-            _close(verifier)
+        if targets is None:
+            try:
+                kinds = (repo_type.value,) if repo_type else ("model", "dataset", "space")
+                targets = list(list_owner_repos(author, kinds))
+            except Exception as exc:  # HTTP errors and the client's connection errors
+                raise UserError(f"cannot list the repositories of {author}: {type(exc).__name__}") from None
+            if not targets:
+                raise UserError(f"{author} has no public repositories (or does not exist)")
+        for hub_repo in _progress(targets, len(targets) > 1):
+            verifier = _verifier(ruleset, store, False, 10.0) if verify else None
+            try:
+                sources = hub_sources(hub_repo, store=store, cache_key=scanner.cache_key, revision=revision,
+                                      discussions=not no_discussions, max_bytes=max_repo_size << 20)  # fmt: skip
+                result = run(sources, scanner, store=store, jobs=jobs, verifier=verifier)
+            except (HubError, GitSourceError) as exc:
+                if verifier is not None:
+                    verifier.close()
+                if len(targets) == 1:
+                    raise UserError(str(exc)) from None
+                rows.append((hub_repo.label, "failed", str(exc)))
+                continue
+            rows.append((hub_repo.label, "scanned", f"{len(result.findings)} findings"))
+            for skip in result.skipped:
+                if skip.path == "discussions":
+                    print(f"leakscan: warning: {hub_repo.label}: {skip.reason}", file=sys.stderr)
+            combined.findings += result.findings
+            combined.skipped += result.skipped
+            combined.stats.objects += result.stats.objects
+            combined.stats.bytes += result.stats.bytes
+            combined.stats.seconds += result.stats.seconds
+            combined.stats.incremental |= result.stats.incremental
     if len(targets) > 1:
         from rich.table import Table
 
@@ -404,14 +403,6 @@ def _service_setup(no_verify: bool, revoke_webhook: list[str] | None, db: Path |
     with _store(path, False):
         pass  # creates the store, and reports an unusable one, up front
     return verify, callbacks, path
-
-
-def _close(verifier: BackgroundVerifier | None) -> None:
-    """Wait for the last verdict, then take the progress bar down."""
-    if verifier is not None:
-        verifier.close()
-        if verifier.bar is not None:
-            verifier.bar.stop()
 
 
 def _report(result: ScanResult, ruleset: RuleSet, fmt: Format | None, output: Path | None, redact: bool,

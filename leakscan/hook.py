@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .detectors import RuleSet, load_rules
-from .history import HistoryOptions, scan_repository
 from .model import Finding
 from .scan import Scanner
 from .sources.git import GitRepo, Pushed, open_repo
@@ -145,17 +144,15 @@ def _time_limit(seconds: float):
 
 
 def _scan_push(git_dir: Path, updates, policy: Policy):
+    from .pipeline import run
+    from .sources.history import HistoryOptions, git_sources
+
     ruleset = load_rules()
     scanner = Scanner(ruleset)
     repo = open_repo(git_dir)
     tips = tuple(sorted({new for _, new, _ in updates}))
-    result = scan_repository(repo, scanner, options=HistoryOptions(rev_range=Pushed(tips)), jobs=1)
-    findings = result.findings
-    tag_messages = [m for m in repo.messages_of(list(tips)) if getattr(m, "kind", "") == "tag"]
-    for msg in tag_messages:  # an annotated tag pushed with a secret in its message
-        from .model import Place
-
-        findings += scanner.scan_bytes(msg.message, Place("(tag message)", "commit-message", msg.oid)).findings
+    sources = git_sources(repo, options=HistoryOptions(rev_range=Pushed(tips), work_tree=False))
+    findings = run(sources, scanner, jobs=1).findings
     if policy.verify and findings:
         _verify(ruleset, findings, policy.verify_budget)
     return findings, ruleset, repo

@@ -195,6 +195,26 @@ def bytes_reader(data: bytes) -> Callable[[int], bytes]:
     return read
 
 
+def file_reader(fh) -> Callable[[int], bytes]:
+    """read(n) that returns n bytes unless at end of file (raw reads may return fewer)."""
+
+    def read(n: int) -> bytes:
+        buf = fh.read(n)
+        if not buf or len(buf) == n:
+            return buf or b""
+        parts = [buf]
+        got = len(buf)
+        while got < n:
+            more = fh.read(n - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    return read
+
+
 def _hs_cache_path(digest: str) -> Path | None:
     """Compiled databases are cached per detector set and Hyperscan version; compiling takes
     about a second, loading a millisecond."""

@@ -1,46 +1,27 @@
-"""Orchestration: sources → matcher → findings, spread over processes, deterministic output."""
+"""The scanner: one blob's bytes → decoders → matcher → findings at each of its places.
+
+A blob is read and matched once however many places hold it. What depends on a place is decided
+per place afterwards: a rule's `exclude_paths`, and which decoder a path's extension selects
+(places whose paths select different decoders are decoded once each). A finding names the oldest
+place its rule allows, and lists the other allowed places in `also_at`.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hashlib
-import multiprocessing
-import os
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from . import __version__
 from .detectors import RuleSet
-from .findings import Suppressions, dedupe, make_finding
+from .findings import fingerprint, make_finding
 from .locate import locate_bytes, locate_stream
 from .decoders import Limits, decode, is_lfs_pointer, lfs_oid, sniff
-from .matcher import CHUNK_SIZE, Matcher, bytes_reader
+from .matcher import CHUNK_SIZE, Matcher, bytes_reader, file_reader
 from .model import Candidate, Finding, Location, Place, Skip
-from .sources.files import FileEntry, walk
-
-# Part of the scan-cache key: bump when what a scan of the same bytes yields changes.
-SCANNER_FORMAT = 1
-PARALLEL_MIN_BYTES = 16 << 20  # below this, starting processes costs more than it saves
-BATCH_BYTES = 8 << 20
-
-
-@dataclass
-class ScanStats:
-    files: int = 0
-    objects: int = 0  # git blobs read from history
-    incremental: bool = False  # only history new since the last scan was walked
-    bytes: int = 0
-    seconds: float = 0.0
-
-
-@dataclass
-class ScanResult:
-    findings: list[Finding] = field(default_factory=list)
-    skipped: list[Skip] = field(default_factory=list)
-    stats: ScanStats = field(default_factory=ScanStats)
-    suppressed: int = 0
 
 
 @dataclass
@@ -49,6 +30,7 @@ class Scanned:
 
     findings: list[Finding] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
+    candidates: int = 0  # findings before path rules: what the scan cache remembers of a blob
 
 
 WHOLE_BLOB = CHUNK_SIZE  # blobs up to this size are read whole, so their layers can be decoded
@@ -64,8 +46,11 @@ class Scanner:
         self.matcher = Matcher(ruleset, engine)
         self.limits = limits
         self._rules = ruleset.by_id
-        decoding = "raw" if limits is None else hashlib.sha256(repr(limits).encode()).hexdigest()[:8]
-        self.cache_key = f"{ruleset.digest}.{SCANNER_FORMAT}.{decoding}"
+        # What a scan of the same bytes yields depends on the detectors, the limits in force and
+        # the code that decodes and matches: an upgrade must never reuse what an older one found.
+        decoding = "raw" if limits is None else repr(limits)
+        key = f"{__version__}\0{_code_digest()}\0{ruleset.digest}\0{decoding}\0{self.matcher.engine}"
+        self.cache_key = hashlib.sha256(key.encode()).hexdigest()[:32]
 
     def scan_stream(self, read: Callable[[int], bytes], origin: Place, *,
                     lfs_store: Path | None = None) -> Scanned:  # fmt: skip
@@ -91,12 +76,46 @@ class Scanner:
         return self._findings(locate_bytes(self.matcher, data), origin)
 
     def _findings(self, located: Iterable[tuple[Candidate, Location]], origin: Place) -> list[Finding]:
+        """Findings at `origin`, path rules not applied yet: `scan_blob` applies them per place."""
+        return [make_finding(self._rules[c.rule_id], c, loc, origin) for c, loc in located if not loc.allowed]
+
+    def scan_blob(self, read: Callable[[int], bytes], places: Sequence[Place], *,
+                  lfs_store: Path | None = None) -> Scanned:  # fmt: skip
+        """One blob, read once, at every place it appears (oldest first)."""
+        groups: dict[tuple, list[Place]] = {}
+        for place in places:
+            groups.setdefault(_decoder_choice(place.path), []).append(place)
+        if len(groups) == 1:
+            got = self.scan_stream(read, places[0], lfs_store=lfs_store)
+            return Scanned(self._at_places(got.findings, places), got.skipped, len(got.findings))
+        # Paths that choose different decoders (`x.ipynb` and `x.json` of the same bytes): the
+        # bytes are matched and decoded once per choice, within the decoded-bytes budget.
+        budget = self.limits.max_decoded_bytes if self.limits else CHUNK_SIZE
+        data = read(budget + 1)
+        out = Scanned()
+        if len(data) > budget:
+            first = next(iter(groups.values()))
+            out.skipped.append(Skip(first[0].path, f"held at paths that choose different decoders and over the "
+                                    f"{budget >> 20} MiB decoded-bytes limit: decoded as {first[0].path} only"))  # fmt: skip
+            got = self.scan_stream(_chain(data, read), first[0], lfs_store=lfs_store)
+            return Scanned(self._at_places(got.findings, places), out.skipped + got.skipped, len(got.findings))
+        for group in groups.values():
+            got = self.scan_stream(bytes_reader(data), group[0], lfs_store=lfs_store)
+            out.findings += self._at_places(got.findings, group)
+            out.skipped += got.skipped
+            out.candidates += len(got.findings)
+        return Scanned(_merge_places(out.findings), out.skipped, out.candidates)
+
+    def _at_places(self, findings: list[Finding], places: Sequence[Place]) -> list[Finding]:
+        """Each finding (made at places[0]) moved to the oldest place its rule allows, the other
+        allowed places in `also_at`; dropped when its rule allows none."""
         out = []
-        for cand, loc in located:
-            rule = self._rules[cand.rule_id]
-            if loc.allowed or any(p.search(origin.path) for p in rule.exclude_path_regexes):
+        for f in findings:
+            excluded = self._rules[f.detector].exclude_path_regexes
+            allowed = [p for p in places if not any(rx.search(p.path) for rx in excluded)]
+            if not allowed:
                 continue
-            out.append(make_finding(rule, cand, loc, origin))
+            out.append(_moved(f, allowed[0], allowed[1:]) if allowed[0] is not places[0] or len(allowed) > 1 else f)
         return out
 
     def _scan_whole(self, data: bytes, origin: Place, lfs_store: Path | None) -> Scanned:
@@ -128,21 +147,14 @@ class Scanner:
         path = lfs_store / oid[:2] / oid[2:4] / oid
         try:
             with open(path, "rb", buffering=0) as fh:
-                return self.scan_stream(_reader(fh), replace(origin, container=_join(origin.container, "lfs")))
+                return self.scan_stream(file_reader(fh), replace(origin, container=_join(origin.container, "lfs")))
         except FileNotFoundError:
             return Scanned()  # content not fetched (GIT_LFS_SKIP_SMUDGE): only the pointer exists
         except OSError as exc:
             return Scanned([], [Skip(origin.path, f"LFS object unreadable: {exc.strerror or exc}", origin.container)])
 
     def scan_bytes(self, data: bytes, origin: Place) -> Scanned:
-        return self.scan_stream(bytes_reader(data), origin)
-
-    def scan_file(self, entry: FileEntry, lfs_store: Path | None = None) -> Scanned:
-        try:
-            with open(entry.abspath, "rb", buffering=0) as fh:
-                return self.scan_stream(_reader(fh), Place(entry.path), lfs_store=lfs_store)
-        except OSError as exc:
-            return Scanned([], [Skip(entry.path, f"unreadable: {exc.strerror or exc}")])
+        return self.scan_blob(bytes_reader(data), [origin])
 
 
 def _encodes_any(text: str, secrets: list[bytes]) -> bool:
@@ -182,115 +194,53 @@ def _chain(head: bytes, read: Callable[[int], bytes]) -> Callable[[int], bytes]:
     return chained
 
 
-def _reader(fh) -> Callable[[int], bytes]:
-    """read(n) that returns n bytes unless at end of file (raw reads may return fewer)."""
-
-    def read(n: int) -> bytes:
-        buf = fh.read(n)
-        if not buf or len(buf) == n:
-            return buf or b""
-        parts = [buf]
-        got = len(buf)
-        while got < n:
-            more = fh.read(n - got)
-            if not more:
-                break
-            parts.append(more)
-            got += len(more)
-        return b"".join(parts)
-
-    return read
+def _decoder_choice(path: str) -> str:
+    """What of a path decides how its bytes are decoded: the extension (`.ipynb`, `.tar`,
+    `.safetensors`, pickle suffixes) — compared lower-case, as `sniff` does."""
+    name = path.rsplit("/", 1)[-1].lower()
+    return name.rsplit(".", 1)[-1] if "." in name else ""
 
 
-# --- process pool -------------------------------------------------------------------------------
-# Workers are forked after the scanner is built, so the compiled Hyperscan database is inherited
-# rather than recompiled in every process.
-
-_WORKER_SCANNER: Scanner | None = None
-
-
-def worker_scanner() -> Scanner:
-    """The scanner a forked worker inherited from `map_batches`."""
-    assert _WORKER_SCANNER is not None
-    return _WORKER_SCANNER
+def _moved(f: Finding, place: Place, also: Sequence[Place]) -> Finding:
+    container = f.container  # the layer inside the blob; the same at every place
+    return replace(f, path=place.path, source=place.source, commit=place.commit, author=place.author,
+                   date=place.date, fingerprint=fingerprint(f.detector, f.secret_sha256, place.path, container),
+                   also_at=tuple(_label(p) for p in also))  # fmt: skip
 
 
-def _scan_batch(batch: list[FileEntry]) -> tuple[list[Finding], list[Skip]]:
-    scanner = worker_scanner()
-    findings, skipped = [], []
-    for entry in batch:
-        got = scanner.scan_file(entry)
-        findings += got.findings
-        skipped += got.skipped
-    return findings, skipped
+def _label(place: Place) -> str:
+    return f"{place.path}@{place.commit}" if place.commit else place.path
 
 
-def _batches(entries: list[FileEntry]) -> Iterator[list[FileEntry]]:
-    batch, size = [], 0
-    for e in entries:
-        batch.append(e)
-        size += e.size
-        if size >= BATCH_BYTES or len(batch) >= 512:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
-
-
-def map_batches(scanner: Scanner, func, batches: Iterable, jobs: int) -> Iterator:
-    """Run `func(batch)` over batches, in forked workers sharing `scanner` when jobs > 1,
-    yielding results in batch order (so output is deterministic)."""
-    global _WORKER_SCANNER
-    _WORKER_SCANNER = scanner
-    if jobs <= 1:
-        yield from map(func, batches)
-        return
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(jobs) as pool:
-        yield from pool.imap(func, batches)
-
-
-def default_jobs() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def scan_tree(root: Path, scanner: Scanner, *, jobs: int | None = None,
-              suppressions: Suppressions | None = None, include_deps: bool = False,
-              on_findings: Callable[[list[Finding]], None] | None = None) -> ScanResult:  # fmt: skip
-    """`on_findings` sees findings as they are found (before dedupe), so verification can
-    start while the scan goes on; suppressed ones are never passed to it."""
-    started = time.monotonic()
-    result = ScanResult()
-    entries: list[FileEntry] = []
-    for item in walk(root, include_deps=include_deps):
-        if isinstance(item, Skip):
-            result.skipped.append(item)
+def _merge_places(findings: list[Finding]) -> list[Finding]:
+    """One finding per secret and layer when several decoder choices found it."""
+    best: dict[tuple, Finding] = {}
+    for f in findings:
+        key = (f.detector, f.secret_sha256, f.container, f.line, f.column)
+        old = best.get(key)
+        if old is None:
+            best[key] = f
         else:
-            entries.append(item)
-    total = sum(e.size for e in entries)
-    if jobs is None:  # automatic: only where processes pay for themselves
-        jobs = default_jobs() if total >= PARALLEL_MIN_BYTES else 1
-    found: list[Finding] = []
-    for findings, skipped in map_batches(scanner, _scan_batch, _batches(entries), jobs):
-        found.extend(findings)
-        result.skipped.extend(skipped)
-        if on_findings:
-            on_findings(unsuppressed(findings, suppressions))
-    result.stats = ScanStats(files=len(entries), bytes=total)
-    finish(result, found, suppressions)
-    result.stats.seconds = time.monotonic() - started
-    return result
+            extra = [_label(f.place()), *f.also_at]
+            best[key] = replace(old, also_at=tuple(dict.fromkeys((*old.also_at, *extra))))
+    return list(best.values())
 
 
-def unsuppressed(findings: list[Finding], suppressions: Suppressions | None) -> list[Finding]:
-    return [f for f in findings if not suppressions or not suppressions.suppressed(f)]
+_CODE_DIGEST: str | None = None
 
 
-def finish(result: ScanResult, found: list[Finding], suppressions: Suppressions | None) -> None:
-    unique = dedupe(found)
-    if suppressions:
-        kept = [f for f in unique if not suppressions.suppressed(f)]
-        result.suppressed = len(unique) - len(kept)
-        unique = kept
-    result.findings = unique
-    result.skipped.sort(key=lambda s: (s.path, s.container or ""))
+def _code_digest() -> str:
+    """A digest of the code that turns bytes into findings (decoders, matcher, checks, this
+    module): a development install changes without a version bump."""
+    global _CODE_DIGEST
+    if _CODE_DIGEST is None:
+        here = Path(__file__).parent
+        h = hashlib.sha256()
+        for path in sorted([*here.glob("decoders/*.py"), here / "matcher.py", here / "checks.py", here / "locate.py",
+                            here / "findings.py", here / "scan.py", here / "detectors.py"]):  # fmt: skip
+            try:
+                h.update(path.read_bytes())
+            except OSError:
+                pass
+        _CODE_DIGEST = h.hexdigest()[:16]
+    return _CODE_DIGEST

@@ -408,7 +408,7 @@ class Service:
                     self.running -= 1
 
     def _run(self, job: dict[str, Any]) -> None:
-        from .hubscan import scan_hub_repo
+        from .pipeline import scan_hub_repo
         from .scan import Scanner
         from .sources.hub import HubRepo, endpoint
         from .store import Store
@@ -419,20 +419,10 @@ class Service:
             if getattr(self.local, "scanner", None) is None:
                 self.local.scanner = Scanner(self.ruleset)
             hub_repo = HubRepo(job["repo_type"], job["repo_id"], endpoint())
+            result = scan_hub_repo(hub_repo, self.local.scanner, store_path=self.config.db, verify=self.config.verify,
+                                   max_bytes=self.config.max_repo_bytes)  # fmt: skip
             store = Store(self.config.db)
             try:
-                verifier = None
-                if self.config.verify:
-                    from .verify.engine import BackgroundVerifier
-
-                    verifier = BackgroundVerifier(self.ruleset, store_path=self.config.db)
-                try:
-                    result = scan_hub_repo(hub_repo, self.local.scanner, store=store, discussions=True,
-                                           max_bytes=self.config.max_repo_bytes, jobs=1,
-                                           on_findings=verifier.submit if verifier else None)  # fmt: skip
-                finally:
-                    if verifier is not None:
-                        verifier.close()
                 if self.config.callbacks:
                     from .revoke.deliver import flush
                     from .revoke.outbox import Outbox

@@ -173,15 +173,16 @@ class Store:
         return [tuple(r) for r in rows]
 
     def record_findings_objects(self, repo: str, detectors: str, rows: Iterable[tuple[str, str, str]], *,
-                                replace: bool) -> None:  # fmt: skip
-        """Remember which objects had findings; `replace` forgets the earlier list first (a full
-        scan knows the whole truth, an incremental one only adds to it)."""
+                                replace: bool, source: str) -> None:  # fmt: skip
+        """Remember which objects of `source` had findings; `replace` forgets the earlier list
+        first (a full scan knows the whole truth, an incremental one only adds to it)."""
         with self.db:
             self.db.execute("BEGIN")
             if replace:
-                self.db.execute("DELETE FROM finding_objects WHERE repo=? AND detectors=?", (repo, detectors))
+                self.db.execute("DELETE FROM finding_objects WHERE repo=? AND detectors=? AND source=?",
+                                (repo, detectors, source))  # fmt: skip
             self.db.executemany("INSERT OR REPLACE INTO finding_objects VALUES (?, ?, ?, ?, ?)",
-                                [(repo, detectors, oid, path, source) for oid, path, source in rows])  # fmt: skip
+                                [(repo, detectors, oid, path, src) for oid, path, src in rows])  # fmt: skip
 
     def verdict(self, key: str, ttl: float) -> tuple[str, str | None, dict, bool] | None:
         row = self.db.execute("SELECT state, reason, identity, restricted, checked_at FROM verdicts WHERE key=?",
@@ -194,16 +195,19 @@ class Store:
         self.db.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?, ?)",
                         (key, state, reason, json.dumps(identity), int(restricted), time.time()))  # fmt: skip
 
-    def attributions(self, repo: str, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, str, str]]:
-        out = {}
-        for oid, path in pairs:
-            row = self.db.execute("SELECT commit_id, author, date FROM attributions WHERE repo=? AND oid=? AND path=?",
-                                  (repo, oid, path)).fetchone()  # fmt: skip
-            if row:
-                out[(oid, path)] = tuple(row)
+    def places(self, repo: str, oids: Iterable[str]) -> dict[str, list[tuple[str, str, str, str]]]:
+        """oid → every (path, commit, author, date) recorded for it, oldest first."""
+        out: dict[str, list[tuple[str, str, str, str]]] = {}
+        for oid in oids:
+            rows = self.db.execute("SELECT path, commit_id, author, date FROM attributions WHERE repo=? AND oid=? "
+                                   "ORDER BY date, commit_id, path", (repo, oid)).fetchall()  # fmt: skip
+            if rows:
+                out[oid] = [tuple(r) for r in rows]
         return out
 
-    def record_attributions(self, repo: str, rows: Iterable[tuple[str, str, str, str, str]]) -> None:
+    def record_places(self, repo: str, rows: Iterable[tuple[str, str, str, str, str]]) -> None:
+        """(oid, path, commit, author, date) of blobs with findings: history is append-only, so a
+        place stays true, and an incremental scan that reads the blob again needs them."""
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany("INSERT OR REPLACE INTO attributions VALUES (?, ?, ?, ?, ?, ?)",

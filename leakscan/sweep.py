@@ -214,7 +214,7 @@ def scan_one(task: dict[str, Any]) -> dict[str, Any]:
     global _SCANNER
     import socket
 
-    from .hubscan import scan_hub_repo
+    from .pipeline import scan_hub_repo
     from .sources.hub import HubRepo
 
     started = time.monotonic()
@@ -222,37 +222,20 @@ def scan_one(task: dict[str, Any]) -> dict[str, Any]:
         os.environ["LEAKSCAN_HUB_CACHE"] = task["hub_cache"]
     out: dict[str, Any] = {"key": (task["repo_type"], task["repo_id"]), "sha": task["sha"],
                            "modified": task["modified"], "worker": f"{socket.gethostname()}:{os.getpid()}"}  # fmt: skip
-    store = verifier = None
     try:
         if _SCANNER is None:
             from .detectors import load_rules
             from .scan import Scanner
 
             _SCANNER = Scanner(load_rules())
-        if task.get("cache_db"):
-            from .store import Store
-
-            store = Store(task["cache_db"])
-        if task.get("verify"):
-            from .verify.engine import BackgroundVerifier
-
-            verifier = BackgroundVerifier(_SCANNER.ruleset, store_path=task.get("cache_db"))
         repo = HubRepo(task["repo_type"], task["repo_id"], task["endpoint"])
-        try:
-            result = scan_hub_repo(repo, _SCANNER, store=store, discussions=task.get("discussions", True),
-                                   max_bytes=task.get("max_bytes"), jobs=1,
-                                   on_findings=verifier.submit if verifier else None)  # fmt: skip
-        finally:
-            if verifier is not None:
-                verifier.close()
+        result = scan_hub_repo(repo, _SCANNER, store_path=task.get("cache_db"), verify=bool(task.get("verify")),
+                               discussions=task.get("discussions", True), max_bytes=task.get("max_bytes"))  # fmt: skip
         out["findings"] = result.findings
         out["warnings"] = [s.reason for s in result.skipped if s.path == "discussions"]
     except Exception as exc:  # HubError, git and network failures
         detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         out["error"] = detail
-    finally:
-        if store is not None:
-            store.close()
     out["seconds"] = time.monotonic() - started
     return out
 
@@ -269,7 +252,7 @@ class LocalExecutor:
 
         # forkserver, not fork: workers must not inherit the driver's SQLite connection or lock
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["leakscan.sweep", "leakscan.hubscan"])
+        ctx.set_forkserver_preload(["leakscan.sweep", "leakscan.pipeline"])
         self.workers = workers
         self._make = lambda: ProcessPoolExecutor(workers, mp_context=ctx)
         self.pool = self._make()

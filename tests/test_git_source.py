@@ -464,6 +464,6 @@ def test_introductions_give_every_blob_with_its_oldest_commit(tmp_path):
     git("commit", "-q", "-m", "rm")
     git("merge", "-q", "--no-ff", "-m", "merge", "side")
     intro = open_repo(tmp_path).introductions()
-    by_path = {a.path: a.commit for a in intro.values()}
+    by_path = {a.path: a.commit for atts in intro.values() for a in atts}
     assert by_path == {"a.txt": first, "b.txt": side}
     assert set(intro) == {git("rev-parse", f"{first}:a.txt"), git("rev-parse", f"{side}:b.txt")}

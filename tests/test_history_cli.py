@@ -65,7 +65,8 @@ def test_output_is_deterministic_and_rescan_reports_everything(history, tmp_path
     second = leakscan("scan", r.path, "-f", "json", "--db", db)
     third = leakscan("scan", r.path, "-f", "json", "--no-cache")
     assert first.json == second.json == third.json and len(first.json) == 8
-    assert "scanned 6 git objects" in second.err  # only the blobs that had findings are re-read
+    # only what had findings is read again: 6 blobs and the 2 commits whose messages hold secrets
+    assert "scanned 8 git objects" in second.err
 
 
 def test_rescan_after_one_commit_scans_only_the_new_blob(history, tmp_path):
@@ -75,7 +76,8 @@ def test_rescan_after_one_commit_scans_only_the_new_blob(history, tmp_path):
     new = token(HF, "new")
     sha = r.commit({"new.py": f"T = '{new}'\n", "other.txt": "clean\n"}, "new")
     run = leakscan("scan", r.path, "-f", "json", "--db", db)
-    assert "scanned 8 git objects" in run.err  # 2 new blobs + the 6 that had findings
+    # 2 new blobs and the new commit's message, and the 6 blobs and 2 messages that had findings
+    assert "scanned 11 git objects" in run.err
     assert ("new.py", "history", sha, "huggingface-access-token", new, True) in findings(run)
     assert len(run.json) == 9
 
@@ -177,3 +179,40 @@ def test_work_tree_files_git_would_push_but_not_ignored_ones(tmp_path):
         ("app.py", "file", edited), ("notes.txt", "file", untracked)]
     # --no-history is a plain folder scan: ignored files too
     assert ignored in leakscan("scan", r.path, "-f", "json", "--no-history").out
+
+
+def _generic_secret(seed: str) -> str:
+    import random
+
+    rng = random.Random(seed)
+    return "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789") for _ in range(40))
+
+
+def test_a_blob_is_reported_at_the_path_its_rules_allow(tmp_path):
+    """The same bytes first as tokenizer.json (a path the generic rules skip), then as
+    config/service.json: the secret is reported at the second path, with the commit that put it
+    there — in a full scan and in an incremental one that first saw only the excluded path."""
+    r = Repo(tmp_path / "repo")
+    secret = _generic_secret("provenance")
+    body = '{"api_key": "%s"}\n' % secret
+    r.commit({"tokenizer.json": body}, "tokenizer")
+    db = tmp_path / "s.db"
+    first = leakscan("scan", r.path, "-f", "json", "--db", db)
+    assert first.code == 0 and first.json == []
+    second_commit = r.commit({"config/service.json": body}, "service config")
+    for run in (leakscan("scan", r.path, "-f", "json", "--db", db), leakscan("scan", r.path, "-f", "json", "--no-cache")):
+        assert [(f["path"], f["commit"], f["detector"], f["secret"], f.get("also_at")) for f in run.json] == [
+            ("config/service.json", second_commit, "generic-api-key", secret, None)]
+        assert run.code == 1
+
+
+def test_a_blob_at_several_allowed_paths_is_one_finding_with_also_at(tmp_path):
+    r = Repo(tmp_path / "repo")
+    tok = token(HF, "also")
+    first = r.commit({"a/.env": f"HF_TOKEN={tok}\n"}, "a")
+    second = r.commit({"b/.env": f"HF_TOKEN={tok}\n"}, "b")
+    run = leakscan("scan", r.path, "-f", "json", "--no-cache")
+    assert [(f["path"], f["commit"], f["also_at"], f["in_head"]) for f in run.json] == [
+        ("a/.env", first, [f"b/.env@{second}"], True)]
+    worktree = leakscan("scan", r.path, "-f", "json", "--no-history")
+    assert sorted(f["path"] for f in worktree.json) == ["a/.env", "b/.env"]

@@ -88,7 +88,7 @@ def test_dataset_space_and_url_targets_and_incremental_rescans(hub, tmp_path):
     hub.commit("space", "bob/demo", {"README.md": "# demo\n"})
     again = leakscan("repo", "spaces/bob/demo", "-f", "json", "--no-verify", "--db", db, env=e)
     assert [f["secret"] for f in again.json] == [s]
-    assert "history new since the last scan" in again.err and "scanned 2 git objects" in again.err
+    assert "history new since the last scan" in again.err and "scanned 3 git objects" in again.err  # README.md, its commit's message, app.py
 
 
 def test_errors_are_one_line_exit_2(hub, tmp_path):

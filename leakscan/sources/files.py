@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..model import Skip
+from ..matcher import file_reader
+from ..model import Place, Skip
+from .base import Blob, Source
 
 SKIP_DIRS = frozenset({".git", ".hg", ".svn"})
 # Third-party code installed into the tree, not the project's own: a virtualenv (it holds a
@@ -79,3 +81,32 @@ def _inside(root: Path, link: str) -> bool:
     except OSError:
         return False
     return target == root or root in target.parents
+
+
+class TreeSource(Source):
+    """The files below a directory (or one file), each its own blob at its own path. `keep`
+    narrows the listing (a work tree: only files whose content is not HEAD's)."""
+
+    def __init__(self, root: Path, *, include_deps: bool = False,
+                 keep: Callable[[FileEntry], bool] | None = None) -> None:  # fmt: skip
+        self.root, self.include_deps, self.keep = root, include_deps, keep
+        self.opener = open_files
+
+    def listing(self) -> Iterator[Blob | Skip]:
+        for entry in walk(self.root, include_deps=self.include_deps):
+            if isinstance(entry, Skip):
+                yield entry
+            elif self.keep is None or self.keep(entry):
+                yield Blob(None, entry.size, (Place(entry.path),), entry.abspath)
+
+
+def open_files(blobs: Sequence[Blob]) -> Iterator[tuple[Blob, Callable[[int], bytes]] | Skip]:
+    """Each file open while its reader is in use; an unreadable one becomes a Skip."""
+    for blob in blobs:
+        try:
+            fh = open(blob.ref, "rb", buffering=0)
+        except OSError as exc:
+            yield Skip(blob.places[0].path, f"unreadable: {exc.strerror or exc}")
+            continue
+        with fh:
+            yield blob, file_reader(fh)

@@ -675,19 +675,20 @@ class GitRepo:
         return {key: att for key, (_, att) in found.items()}
 
     def introductions(self, *, rev_range: str | None = None, since: str | Sequence[str] | None = None,
-                      ) -> dict[str, Attribution]:  # fmt: skip
-        """Every blob the walked history ever put at a path, with the oldest commit that did:
-        enumeration and attribution in ONE `git log --raw` walk (diffs of merges against their
-        first parent, so a blob that only a merge resolution holds is found too). Dict order is
-        walk order, newest first. GitSourceError when git cannot walk the history cleanly (the
-        caller then falls back to `blobs` and `attribute`, which survive damage)."""
+                      ) -> dict[str, list[Attribution]]:  # fmt: skip
+        """Every blob the walked history ever put at a path, with every path it was put at and
+        the oldest commit that put it there (oldest first): enumeration and attribution in ONE
+        `git log --raw` walk (diffs of merges against their first parent, so a blob that only a
+        merge resolution holds is found too). Dict order is walk order, newest first.
+        GitSourceError when git cannot walk the history cleanly (the caller then falls back to
+        `blobs` and `attribute`, which survive damage)."""
         walk = self._walk(rev_range, since, False)
         args = ["log", *walk.args, "--stdin", "-z", "--raw", "--no-abbrev", "--no-renames",
                 "--no-ext-diff", "--no-textconv", "--no-color", "--root", "--no-show-signature",
                 "--encoding=UTF-8", "--full-history", "--diff-merges=first-parent",
                 "--format=%x01%H%x00%ct%x00%an%x00%aI"]  # fmt: skip
         procs = _Procs()
-        found: dict[str, tuple[int, Attribution]] = {}
+        found: dict[str, dict[str, tuple[int, Attribution]]] = {}
         try:
             proc, err = self._popen(args, procs, stdin=subprocess.PIPE)
             proc.stdin.write("".join(f"{s}\n" for s in walk.stdin).encode())
@@ -706,14 +707,16 @@ class GitRepo:
                         continue  # deletions and submodule links introduce no blob
                     oid = meta[3].decode()
                     sha, ct, author, date = commit
-                    old = found.get(oid)
+                    at = found.setdefault(oid, {})
+                    old = at.get(path)
                     if old is None or ct <= old[0]:  # newer first: ties go to the older
-                        found[oid] = (ct, Attribution(oid, path, sha, author, date))
+                        at[path] = (ct, Attribution(oid, path, sha, author, date))
             if proc.wait() != 0:
                 raise GitSourceError(f"history walk failed: {self._stderr(err)}")
         finally:
             procs.kill()
-        return {oid: att for oid, (_, att) in found.items()}
+        return {oid: [att for _, att in sorted(at.values(), key=lambda x: (x[0], x[1].commit, x[1].path))]
+                for oid, at in found.items()}  # fmt: skip
 
     def sizes(self, oids: Sequence[str]) -> dict[str, int]:
         """Object sizes by id; missing objects are absent."""

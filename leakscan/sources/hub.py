@@ -17,10 +17,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-from ..model import Place
+from ..model import Finding, Place, Skip
 from ..paths import cache_root
+from ..textsafe import scrub
+from .base import Annotated, Blob, Source, bytes_opener
 
 TYPES = ("model", "dataset", "space")
 _PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -45,6 +47,60 @@ class HubRepo:
     @property
     def label(self) -> str:
         return f"{_PREFIX[self.repo_type]}{self.repo_id}"
+
+    def annotate(self, findings: list[Finding]) -> None:
+        """The repository's name on every finding, and a link to where a person can see it."""
+        for f in findings:
+            f.repo = self.label
+            if f.discussion is not None:
+                f.url = f"{self.web_url}/discussions/{f.discussion}"
+            elif f.commit and f.source == "history":
+                f.url = f"{self.web_url}/blob/{f.commit}/{quote(f.path)}"
+            elif f.commit:
+                f.url = f"{self.web_url}/commit/{f.commit}"
+
+
+def hub_sources(repo: HubRepo, *, store=None, cache_key: str = "", revision: str | None = None,
+                discussions: bool = True, max_bytes: int | None = None) -> list[Source]:  # fmt: skip
+    """Everything the repository has published: every ref's history through a cached bare
+    mirror (fetched now), and its discussions (read as the pipeline lists them)."""
+    from .git import GitSourceError, open_repo
+    from .history import HistoryOptions, git_sources
+
+    repo_info(repo, revision)  # a clear error for unknown, private or gated repos, before any git
+    path = mirror(repo, max_bytes=max_bytes)
+    try:
+        git = open_repo(path)
+        options = HistoryOptions(rev_range=revision, work_tree=False) if revision else HistoryOptions(work_tree=False)
+        sources = [Annotated(s, repo.annotate) for s in git_sources(git, store=store, cache_key=cache_key, options=options)]
+    except GitSourceError as exc:
+        raise HubError(f"{repo.label}: {exc}") from None
+    if discussions:
+        sources.append(Annotated(DiscussionSource(repo), repo.annotate))
+    return sources
+
+
+class DiscussionSource(Source):
+    """The text of every discussion and pull-request comment, earlier versions of edited ones
+    included. Comments that cannot be read are a skip: the history was still scanned."""
+
+    def __init__(self, repo: HubRepo) -> None:
+        self.repo = repo
+        self.opener = bytes_opener
+
+    def listing(self) -> Iterator[Blob | Skip]:
+        try:
+            for comment in comments(self.repo):
+                data = comment.text.encode("utf-8", "surrogatepass")
+                yield Blob(None, len(data), (comment.origin(),), data)
+        except Exception as exc:  # HTTP errors (OSErrors) and the client's connection errors
+            detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            yield Skip("discussions", f"cannot read discussions: {scrub(detail)}")
+
+    def finish(self, findings: list[Finding], scanned: list[tuple[str, int]]) -> list[Finding]:
+        for f in findings:
+            f.discussion = int(f.path.rsplit("/", 1)[1])
+        return findings
 
 
 def endpoint() -> str:

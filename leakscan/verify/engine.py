@@ -422,10 +422,16 @@ class BackgroundVerifier:
             self._queue.put(batch)
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        """Wait for the last verdict, then take the progress display down. Idempotent."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
         if self.error is not None:
-            raise self.error
+            error, self.error = self.error, None
+            raise error
 
     def _run(self) -> None:
         try:

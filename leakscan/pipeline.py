@@ -1,0 +1,238 @@
+"""The one driver: sources → decoders → matcher → findings → verify → report/store.
+
+Every surface (`scan`, `repo`, `hook`, `serve`, `sweep`) hands `run` its sources; nothing else
+walks blobs, shards them over processes, consults the scan cache or feeds the verifier.
+
+For each source, in order:
+  1. its listing: blobs (content ids, sizes, every place each appears at) and skips;
+  2. the scan cache drops blobs a scan with the same cache key found nothing in;
+  3. each blob is read once and matched once (`Scanner.scan_blob`), in forked worker processes
+     sharing the compiled matcher when the source can be read there and the work is large;
+     findings go to the verifier as they come;
+  4. the source's `finish` adds what needs the whole result (attribution, `in_head`, links) and
+     the store remembers what was scanned.
+Then findings are deduplicated and suppressions applied, and verification is awaited.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from .findings import Suppressions, dedupe
+from .model import Finding, Skip
+from .scan import Scanner
+from .sources.base import Blob, Opener, Source
+
+PARALLEL_MIN_BYTES = 16 << 20  # below this, starting processes costs more than it saves
+SHARDS_PER_WORKER = 4  # more shards than workers: results (and their verification) flow early
+
+
+@dataclass
+class ScanStats:
+    files: int = 0  # blobs read from sources that are not git history
+    objects: int = 0  # git objects read (blobs and messages)
+    incremental: bool = False  # a source walked only what is new since the last scan
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class ScanResult:
+    findings: list[Finding] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    stats: ScanStats = field(default_factory=ScanStats)
+    suppressed: int = 0
+
+
+class Verifier(Protocol):
+    def submit(self, findings: Iterable[Finding]) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class Batch:
+    """What scanning a run of blobs gave; a worker process returns one of these."""
+
+    found: list[Finding] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    scanned: list[tuple[str, int]] = field(default_factory=list)  # (blob key, candidates) for the cache
+    blobs: int = 0
+    bytes: int = 0
+
+    def take(self, scanner: Scanner, opened: Iterable[tuple[Blob, Callable[[int], bytes]] | Skip],
+             lfs_store: Path | None) -> Batch:  # fmt: skip
+        for item in opened:
+            if isinstance(item, Skip):
+                self.skipped.append(item)
+                continue
+            blob, read = item
+            try:
+                got = scanner.scan_blob(read, blob.places, lfs_store=lfs_store)
+            except OSError as exc:  # a file that became unreadable midway (a vanished mount, EIO)
+                self.skipped.append(Skip(blob.places[0].path, f"unreadable: {exc.strerror or exc}"))
+                continue
+            if blob.key is not None:
+                for f in got.findings:
+                    f.blob = blob.key
+                # candidates before path rules: a blob whose secrets one path excludes must be
+                # read again when it turns up at another path
+                self.scanned.append((blob.key, got.candidates))
+            self.found += got.findings
+            self.skipped += got.skipped
+            self.blobs += 1
+            self.bytes += blob.size
+        return self
+
+    def merge(self, other: Batch) -> None:
+        self.found += other.found
+        self.skipped += other.skipped
+        self.scanned += other.scanned
+        self.blobs += other.blobs
+        self.bytes += other.bytes
+
+
+def run(sources: Sequence[Source], scanner: Scanner, *, store=None, jobs: int | None = None,
+        suppressions: Suppressions | None = None, verifier: Verifier | None = None) -> ScanResult:  # fmt: skip
+    """Scan `sources` in order into one result. `jobs`: worker processes (None: all cores, for
+    work over PARALLEL_MIN_BYTES). The verifier sees unsuppressed findings as they are found and
+    is closed (its last verdict awaited) before this returns."""
+    started = time.monotonic()
+    result = ScanResult()
+    found: list[Finding] = []
+    notify = None
+    if verifier is not None:
+        notify = lambda fs: verifier.submit(_unsuppressed(fs, suppressions))  # noqa: E731
+    try:
+        for source in sources:
+            blobs: list[Blob] = []
+            for item in source.listing():
+                (result.skipped if isinstance(item, Skip) else blobs).append(item)
+            if store is not None and any(b.key for b in blobs):
+                known = store.scanned_objects(scanner.cache_key)
+                blobs = [b for b in blobs if b.key is None or known.get(b.key, 1) > 0]
+            batch = _scan(source, scanner, blobs, jobs, notify)
+            if store is not None and batch.scanned:
+                store.record_objects(scanner.cache_key, batch.scanned)
+            found += source.finish(batch.found, batch.scanned)
+            result.skipped += batch.skipped
+            if source.history:
+                result.stats.objects += batch.blobs
+            else:
+                result.stats.files += batch.blobs
+            result.stats.bytes += batch.bytes
+            result.stats.incremental |= source.incremental
+    finally:
+        if verifier is not None:
+            verifier.close()
+    unique = dedupe(found)
+    if suppressions:
+        kept = [f for f in unique if not suppressions.suppressed(f)]
+        result.suppressed = len(unique) - len(kept)
+        unique = kept
+    result.findings = unique
+    result.skipped.sort(key=lambda s: (s.path, s.container or ""))
+    result.stats.seconds = time.monotonic() - started
+    return result
+
+
+def _scan(source: Source, scanner: Scanner, blobs: list[Blob], jobs: int | None,
+          notify: Callable[[list[Finding]], None] | None) -> Batch:  # fmt: skip
+    total = sum(b.size for b in blobs)
+    workers = jobs or default_jobs()
+    parallel = source.opener is not None and workers > 1 and len(blobs) > 1 and (jobs is not None or total >= PARALLEL_MIN_BYTES)
+    lfs_store = source.lfs_store
+    batch = Batch()
+    if not parallel:
+        batch.take(scanner, source.read(blobs), lfs_store)
+        if notify and batch.found:
+            notify(batch.found)
+        return batch
+    shards = [(source.opener, part, lfs_store) for part in _shards(blobs, workers * SHARDS_PER_WORKER)]
+    for part in map_batches(scanner, _scan_shard, shards, workers):
+        batch.merge(part)
+        if notify and part.found:
+            notify(part.found)
+    return batch
+
+
+def _unsuppressed(findings: Iterable[Finding], suppressions: Suppressions | None) -> list[Finding]:
+    return [f for f in findings if not suppressions or not suppressions.suppressed(f)]
+
+
+def _shards(blobs: list[Blob], n: int) -> list[list[Blob]]:
+    """`n` contiguous runs of about equal bytes: neighbours in listing order share delta bases,
+    so each worker's `git cat-file` keeps its cache warm."""
+    total = sum(b.size for b in blobs) or 1
+    shards: list[list[Blob]] = [[] for _ in range(n)]
+    acc = 0
+    for blob in blobs:
+        shards[min(n - 1, acc * n // total)].append(blob)
+        acc += blob.size
+    return [s for s in shards if s]
+
+
+def _scan_shard(job: tuple[Opener, list[Blob], Path | None]) -> Batch:
+    opener, blobs, lfs_store = job
+    return Batch().take(_worker_scanner(), opener(blobs), lfs_store)
+
+
+# Workers are forked after the scanner is built, so the compiled Hyperscan database is inherited
+# rather than recompiled in every process.
+_WORKER_SCANNER: Scanner | None = None
+
+
+def _worker_scanner() -> Scanner:
+    assert _WORKER_SCANNER is not None
+    return _WORKER_SCANNER
+
+
+def map_batches(scanner: Scanner, func, batches: Iterable, jobs: int) -> Iterator:
+    """`func(batch)` over batches, in forked workers sharing `scanner` when jobs > 1, results in
+    batch order (so output is deterministic)."""
+    global _WORKER_SCANNER
+    _WORKER_SCANNER = scanner
+    if jobs <= 1:
+        yield from map(func, batches)
+        return
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(jobs) as pool:
+        yield from pool.imap(func, batches)
+
+
+def default_jobs() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def scan_hub_repo(repo, scanner: Scanner, *, store_path: Path | None = None, verify: bool = True,
+                  discussions: bool = True, max_bytes: int | None = None) -> ScanResult:  # fmt: skip
+    """One Hub repository as the long-running surfaces (`serve`, `sweep`) scan it: the mirror
+    fetched incrementally, the scan cache and verdicts from the store at `store_path`, verified
+    unless told not to, in this process. Raises HubError (and GitSourceError) for the caller to
+    retry or park."""
+    from .sources.hub import hub_sources
+    from .store import Store
+
+    store = Store(store_path) if store_path else None
+    try:
+        verifier = None
+        if verify:
+            from .verify.engine import BackgroundVerifier
+
+            verifier = BackgroundVerifier(scanner.ruleset, store_path=store_path)
+        try:
+            sources = hub_sources(repo, store=store, cache_key=scanner.cache_key, discussions=discussions,
+                                  max_bytes=max_bytes)  # fmt: skip
+        except BaseException:
+            if verifier is not None:
+                verifier.close()
+            raise
+        return run(sources, scanner, store=store, jobs=1, verifier=verifier)
+    finally:
+        if store is not None:
+            store.close()
