@@ -14,7 +14,6 @@ import os
 import re
 import shlex
 import signal
-import subprocess
 import sys
 import time
 import tomllib
@@ -206,9 +205,15 @@ def _log_bypass(git_dir: Path, updates, findings: list[Finding], reason: str) ->
 def install(repo_dir: Path) -> str:
     """Write `hooks/pre-receive` into a bare repository (idempotent; an existing foreign hook is
     kept and chained after ours) and let clients send push options (for the bypass)."""
-    git_dir = repo_dir / ".git" if (repo_dir / ".git").is_dir() else repo_dir
-    if not (git_dir / "objects").is_dir() or not (git_dir / "HEAD").exists():
-        raise ValueError(f"not a git repository: {repo_dir}")
+    # GitPython opens and validates the repository and edits its config file in-process: the
+    # natural tool for administering a repository we own (scans use hardened plumbing instead).
+    import git
+
+    try:
+        repo = git.Repo(repo_dir, search_parent_directories=False)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise ValueError(f"not a git repository: {repo_dir}") from None
+    git_dir = Path(repo.git_dir)
     hooks = git_dir / "hooks"
     hooks.mkdir(exist_ok=True)
     hook = hooks / "pre-receive"
@@ -226,8 +231,9 @@ fi
 exit 0
 """)
     hook.chmod(0o755)
-    subprocess.run(["git", "--git-dir", str(git_dir), "config", "receive.advertisePushOptions", "true"], check=True,
-                   capture_output=True)  # fmt: skip
+    with repo.config_writer() as config:
+        config.set_value("receive", "advertisePushOptions", "true")
+    repo.close()
     return str(hook)
 
 

@@ -126,7 +126,9 @@ def test_install_is_idempotent_and_chains_an_existing_hook(tmp_path):
     commit(wt, {"a.txt": "a\n"})
     assert git("push", str(srv), "main", cwd=wt, check=False).returncode == 0
     assert marker.exists()
-    assert leakscan("hook", "install", tmp_path / "nope").code == 2
+    assert git("--git-dir", str(srv), "config", "receive.advertisePushOptions", cwd=tmp_path).stdout.strip() == "true"
+    refused = leakscan("hook", "install", tmp_path / "nope")
+    assert refused.code == 2 and refused.err == f"leakscan: error: not a git repository: {tmp_path / 'nope'}\n"
 
 
 def test_refused_over_smart_http(tmp_path):
