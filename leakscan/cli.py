@@ -529,6 +529,23 @@ def detectors_check(rules: RulesOpt = None) -> None:
     raise typer.Exit(EXIT_FINDINGS if problems else EXIT_CLEAN)
 
 
+@detectors_app.command("table")
+def detectors_table(write: Annotated[bool, typer.Option("--write", help="Rewrite the table in detectors/README.md.")] = False) -> None:
+    """Print the provider table of detectors/README.md (or rewrite it there)."""
+    from .detectors import provider_table, replace_table
+    from .revoke.deliver import BUILTIN
+
+    table = provider_table(_load(None, None), set(BUILTIN))
+    if not write:
+        print(table)
+        return
+    readme = Path(__file__).resolve().parent.parent / "detectors" / "README.md"
+    if not readme.is_file():
+        raise UserError(f"no detectors/README.md next to this installation ({readme})")
+    readme.write_text(replace_table(readme.read_text(encoding="utf-8"), table), encoding="utf-8")
+    print(f"wrote {readme}")
+
+
 @hook_app.command("pre-receive")
 def hook_pre_receive() -> None:
     """Run by hooks/pre-receive: reads `<old> <new> <ref>` lines on stdin; exits non-zero to
