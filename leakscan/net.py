@@ -186,7 +186,9 @@ class Client:
 
 def describe(exc: BaseException) -> str:
     """One line on why a request failed, for people: the kind of failure, never the URL (the
-    parser's complaint may quote the answer, hence scrub: URLs cut, control characters escaped)."""
+    parser's complaint may quote the answer, hence scrub: URLs cut, control characters escaped).
+    Not shortened: a cut could leave half a secret that the caller's scrub would not recognise;
+    callers shorten after scrubbing with the secrets they know."""
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
     if isinstance(exc, aiohttp.ClientConnectorError):
@@ -199,4 +201,4 @@ def describe(exc: BaseException) -> str:
         text = f"malformed HTTP body: {' '.join(str(exc).split())}"
     else:
         text = f"{type(exc).__name__}: {' '.join(str(exc).split())}".rstrip(": ")
-    return scrub(text)[:200]
+    return scrub(text)

@@ -543,7 +543,7 @@ class Service:
 
         error = asyncio.run(post())
         if error:
-            log(f"notification for job {job_id} failed: {scrub(error, [f.secret for f in findings] + [self.config.secret])}")
+            log(f"notification for job {job_id} failed: {scrub(error, [f.secret for f in findings] + [self.config.secret])[:300]}")
 
     async def serve(self) -> None:
         recovered = self.queue.recover()

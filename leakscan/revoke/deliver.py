@@ -116,7 +116,7 @@ async def _with_retries(client: Client, outbox: Outbox, batch: list[Claimed], ov
             outbox.delivered(ok)
             report.delivered += len(ok)
         # a receiver, a command or a plugin may echo the tokens it was given
-        failed = [(part, scrub(error, [c.token for c in part])) for part, error in failed]
+        failed = [(part, scrub(error, [c.token for c in part])[:300]) for part, error in failed]
         todo = [c for part, error in failed for c in part]
         for part, error in failed:
             outbox.attempted(part, error)

@@ -158,7 +158,7 @@ class Verifier:
                 return Verdict(hit[0], hit[1], hit[2], hit[3])
         verdict = await self._check(rule, spec, finding)
         if verdict.reason:  # the provider's answer, or its failure, may carry the secret
-            verdict = replace(verdict, reason=scrub(verdict.reason, [finding.secret, *finding.groups.values()]))
+            verdict = replace(verdict, reason=scrub(verdict.reason, [finding.secret]))
         if self.store is not None and verdict.state in ("verified", "invalid"):
             self.store.record_verdict(key, verdict.state, verdict.reason, verdict.identity, verdict.restricted)
         return verdict
@@ -184,8 +184,8 @@ class Verifier:
                     status, headers, body = await self._send(request)
                 except Refused as exc:
                     return Verdict("unknown", str(exc))
-                except NetError as exc:
-                    reason = str(exc)
+                except NetError as exc:  # shortened once the secret is out, so no half of it stays
+                    reason = scrub(exc, [finding.secret])[:200]
                     wait = None
                 else:
                     if status == 429 or status >= 500:
