@@ -319,7 +319,7 @@ def serve(
     max_repo_size: Annotated[int, typer.Option("--max-repo-size", metavar="MB", min=1, help="Refuse repositories whose git data grows past this.")] = 10240,
     revoke_webhook: Annotated[Optional[list[str]], typer.Option("--revoke-webhook", metavar="URL", help="POST verified leaks here, signed with LEAKSCAN_REVOKE_SECRET (repeatable).")] = None,
     max_queue: Annotated[int, typer.Option("--max-queue", metavar="JOBS", min=1, help="Answer 503 (Retry-After) while this many jobs wait.")] = 10_000,
-    max_connections: Annotated[Optional[int], typer.Option("--max-connections", metavar="N", min=1, help="Open connections at most; past it the oldest idle one is closed (default: half the descriptor limit, at most 1024).")] = None,
+    max_connections: Annotated[Optional[int], typer.Option("--max-connections", metavar="N", min=1, help="Open connections at most; past it the oldest idle one is closed (default: from the descriptor limit, 384 at 1024).")] = None,
     idle_timeout: Annotated[float, typer.Option("--idle-timeout", metavar="SECONDS", min=0.1, help="Close a connection that sends no whole request head this long after opening or after its last answer.")] = 15.0,
     body_timeout: Annotated[float, typer.Option("--body-timeout", metavar="SECONDS", min=0.1, help="Answer 408 to a body that takes longer to arrive.")] = 30.0,
 ) -> None:

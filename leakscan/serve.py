@@ -308,17 +308,19 @@ class Config:
     max_repo_bytes: int | None = 10240 << 20
     callbacks: list[dict] = field(default_factory=list)
     max_queue: int = MAX_QUEUE
-    max_connections: int = 0  # 0: half the process's file descriptor limit, at most 1,024
+    max_connections: int = 0  # 0: from the descriptor limit (default_max_connections)
     idle_timeout: float = IDLE_TIMEOUT
     body_timeout: float = BODY_TIMEOUT
 
 
 def default_max_connections() -> int:
-    """Half the descriptor limit (scans, git and SQLite need the rest), at most 1,024."""
+    """Half of what the descriptor limit leaves after 256 (the loop accepts up to 100 at once
+    before room is made, and scans, git and SQLite need their own), at least 16, at most 1,024:
+    384 at the common limit of 1,024."""
     import resource
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return 1024 if soft == resource.RLIM_INFINITY else max(16, min(1024, soft // 2))
+    return 1024 if soft == resource.RLIM_INFINITY else max(16, min(1024, (soft - 256) // 2))
 
 
 class Service:
@@ -439,16 +441,22 @@ class Service:
             self.in_request.discard(request.protocol)
 
     def _connection(self, server: web.Server) -> web.RequestHandler:
-        """The protocol for a new connection. Past `max_connections`, the oldest idle one (a
-        half-open connection, a slow request head, a kept-alive client) is closed to make room,
-        or the oldest one if every connection is inside a handler: a flood of connections that
-        send nothing cannot lock everyone else out, nor run the process out of descriptors."""
-        live = [h for h in server.connections if h.transport is not None]
-        if len(live) >= self.config.max_connections:
-            victim = next((h for h in live if h not in self.in_request), live[0])
-            victim.force_close()
-            self.evicted += 1
+        """The protocol for a new connection, and room made for it once the connections
+        accepted before it are set up (the loop accepts in bursts: counting now would miss them)."""
+        asyncio.get_running_loop().call_soon(self._make_room, server)
         return server()
+
+    def _make_room(self, server: web.Server) -> None:
+        """Past `max_connections`, the oldest idle connections (half-open, a slow request head,
+        a kept-alive client) are closed, or the oldest ones if every connection is inside a
+        handler: a flood of connections that send nothing cannot lock everyone else out, nor run
+        the process out of descriptors."""
+        live = [h for h in server.connections if h.transport is not None]
+        excess = len(live) + 1 - self.config.max_connections  # + the connection being made
+        if excess > 0:
+            for victim in sorted(live, key=lambda h: h in self.in_request)[:excess]:  # stable: oldest first
+                victim.force_close()
+            self.evicted += excess
 
     # workers
 
@@ -608,7 +616,7 @@ class _OneLine(logging.Handler):
             return
         exc = record.exc_info[1] if record.exc_info else None
         detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
-        log(scrub(f"http: {record.getMessage()}{detail}", [self.secret])[:300])
+        log(scrub(" ".join(f"http: {record.getMessage()}{detail}".split()), [self.secret])[:300])
 
 
 def _http_logger(secret: str) -> logging.Logger:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -142,3 +143,20 @@ class RawServer:
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+@contextmanager
+def redirecting() -> Iterator[tuple[StandIn, StandIn]]:
+    """(receiver, elsewhere): the receiver answers every request with a 302 to `elsewhere`,
+    which accepts anything. A client that follows redirects shows up in `elsewhere.requests`."""
+
+    async def accept(request, body):
+        return web.Response(status=204)
+
+    with StandIn(accept) as elsewhere:
+
+        async def redirect(request, body):
+            return web.Response(status=302, headers={"Location": f"{elsewhere.url}/stolen"})
+
+        with StandIn(redirect) as receiver:
+            yield receiver, elsewhere

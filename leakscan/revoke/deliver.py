@@ -182,7 +182,7 @@ async def _command(argv: list[str], c: Claimed) -> str | None:
     except (OSError, asyncio.TimeoutError) as exc:
         return f"command failed to run: {exc}"[:300]
     if proc.returncode != 0:
-        return f"command exited {proc.returncode}: {err.decode(errors='replace').strip()[:200]}"
+        return f"command exited {proc.returncode}: {err.decode(errors='replace').strip()}"  # cut once scrubbed
     return None
 
 
@@ -220,5 +220,5 @@ async def _plugin(name: str, batch: list[Claimed]):
         if asyncio.iscoroutine(result):
             result = await result
     except Exception as exc:  # a plugin's failure must not lose the deliveries
-        return [], [(batch, f"plugin {name} failed: {type(exc).__name__}: {exc}"[:300])]
+        return [], [(batch, f"plugin {name} failed: {type(exc).__name__}: {exc}")]  # cut once scrubbed
     return (batch, []) if result else ([], [(batch, f"plugin {name} declined")])
