@@ -1,6 +1,6 @@
 """Verification engine: asks providers, concurrently (aiohttp), whether found secrets are live.
 
-* one aiohttp session; each unique (provider check, secret) asked once per scan (dedupe and
+* one client session; each unique (provider check, secret) asked once per scan (dedupe and
   single-flight), verdicts cached in the store with a TTL;
 * a global concurrency limit, a per-provider rate limit, 10 s timeouts, at most 3 attempts with
   exponential backoff and jitter for 429/5xx/connection errors, honouring Retry-After; then
