@@ -317,20 +317,26 @@ def serve(
     max_attempts: Annotated[int, typer.Option("--max-attempts", min=1, help="Attempts before a failing job is parked.")] = 5,
     max_repo_size: Annotated[int, typer.Option("--max-repo-size", metavar="MB", min=1, help="Refuse repositories whose git data grows past this.")] = 10240,
     revoke_webhook: Annotated[Optional[list[str]], typer.Option("--revoke-webhook", metavar="URL", help="POST verified leaks here, signed with LEAKSCAN_REVOKE_SECRET (repeatable).")] = None,
+    max_queue: Annotated[int, typer.Option("--max-queue", metavar="JOBS", min=1, help="Answer 503 (Retry-After) while this many jobs wait.")] = 10_000,
+    max_connections: Annotated[Optional[int], typer.Option("--max-connections", metavar="N", min=1, help="Open connections at most; past it the oldest idle one is closed (default: from the descriptor limit, 384 at 1024).")] = None,
+    idle_timeout: Annotated[float, typer.Option("--idle-timeout", metavar="SECONDS", min=0.1, help="Close a connection that sends no whole request head this long after opening or after its last answer.")] = 15.0,
+    body_timeout: Annotated[float, typer.Option("--body-timeout", metavar="SECONDS", min=0.1, help="Answer 408 to a body that takes longer to arrive.")] = 30.0,
 ) -> None:
     """Receive Hugging Face webhook deliveries (POST /webhooks/hub) and scan what was pushed."""
     from .serve import Config, run
 
     secret = os.environ.get(secret_env, "")
-    if not secret:
-        raise UserError(f"set the webhook secret in {secret_env} (the Hub sends it as X-Webhook-Secret)")
+    if not secret.strip():
+        raise UserError(f"set the webhook secret in {secret_env} (the Hub sends it as X-Webhook-Secret)"
+                        + ("; it holds only white space" if secret else ""))
     if not secret.isascii():
         raise UserError(f"{secret_env}: the Hub only sends ASCII secrets")
     if notify and not notify.startswith(("https://", "http://")):
         raise UserError(f"--notify needs an http(s) URL: {notify}")
     verify, callbacks, path = _service_setup(no_verify, revoke_webhook, db)
     config = Config(db=path, secret=secret, host=host, port=port, workers=workers, verify=verify, notify=notify,
-                    max_body=max_body, max_attempts=max_attempts, max_repo_bytes=max_repo_size << 20, callbacks=callbacks)  # fmt: skip
+                    max_body=max_body, max_attempts=max_attempts, max_repo_bytes=max_repo_size << 20, callbacks=callbacks,
+                    max_queue=max_queue, max_connections=max_connections or 0, idle_timeout=idle_timeout, body_timeout=body_timeout)  # fmt: skip
     try:
         run(config)
     except OSError as exc:

@@ -12,6 +12,13 @@ twice. The store holds no raw secret there: redacted preview and SHA-256 only.
 The same delivery twice (same repository, event, head sha and updated refs, or the same
 comment) maps to one dedupe key and is scanned once. A job that keeps failing is parked after
 `max_attempts`. `GET /healthz`, `GET /metrics` (Prometheus text format).
+
+Staying up when clients misbehave: a connection that has not sent a whole request head within
+`idle_timeout` of opening (or of its last answer) is closed, a body must arrive within
+`body_timeout`; past `max_connections` the oldest idle connection is closed to admit a new one;
+nothing is ever inflated (a `Content-Encoding` is refused with 415 before authentication); past
+`max_queue` waiting jobs a delivery is answered 503 with Retry-After; any invalid payload is a
+400, and aiohttp's complaints about malformed requests are one line each.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import signal
@@ -28,15 +36,16 @@ import sqlite3
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from .net import Client
 from .revoke.outbox import lease_dead
 from .store import REPO_FINDINGS_SCHEMA, record_repo_findings
+from .textsafe import scrub
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS webhook_jobs (
@@ -63,6 +72,10 @@ CREATE INDEX IF NOT EXISTS webhook_jobs_state ON webhook_jobs (state, not_before
 
 LEASE_SECONDS = 300.0
 MAX_BODY = 1 << 20
+MAX_QUEUE = 10_000
+IDLE_TIMEOUT = 15.0  # seconds to send a request head, on a new or a kept-alive connection
+BODY_TIMEOUT = 30.0
+RETRY_AFTER = 60  # seconds, when the queue is full
 LATENCY_BUCKETS = (1, 5, 15, 60, 300, 1800)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -100,6 +113,8 @@ def parse_payload(body: bytes) -> Delivery:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayloadError(f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError("body is not a webhook payload: JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise PayloadError("body is not a JSON object")
     event = data.get("event")
@@ -139,7 +154,8 @@ def parse_payload(body: bytes) -> Delivery:
     # the webhook, not the delivery, so it cannot tell deliveries apart on its own.)
     identity = {
         "repo": f"{repo_type}/{repo_id}", "event": f"{scope}.{action}", "head": head,
-        "refs": sorted((r["ref"], r.get("oldSha"), r.get("newSha")) for r in refs or []),
+        "refs": sorted(((r["ref"], r.get("oldSha"), r.get("newSha")) for r in refs or []),
+                       key=lambda t: tuple(x or "" for x in t)),  # None and a sha of one ref do not compare
         "discussion": discussion.get("num") if discussion else None,
         "discussion_updated": (discussion or {}).get("updatedAt") or (discussion or {}).get("status"),
         "comment": comment.get("id") if comment else None,
@@ -252,6 +268,11 @@ class Queue:
                              job_id, self.owner))  # fmt: skip
         return state
 
+    def depth(self) -> int:
+        """Jobs waiting or running: what a full queue is measured by."""
+        with self.lock:
+            return self.db.execute("SELECT count(*) FROM webhook_jobs WHERE state IN ('pending', 'failed', 'running')").fetchone()[0]
+
     def release_mine(self) -> None:
         """On a clean shutdown: what this process still runs goes back to pending, the
         interrupted attempt not counted."""
@@ -286,6 +307,20 @@ class Config:
     max_attempts: int = 5
     max_repo_bytes: int | None = 10240 << 20
     callbacks: list[dict] = field(default_factory=list)
+    max_queue: int = MAX_QUEUE
+    max_connections: int = 0  # 0: from the descriptor limit (default_max_connections)
+    idle_timeout: float = IDLE_TIMEOUT
+    body_timeout: float = BODY_TIMEOUT
+
+
+def default_max_connections() -> int:
+    """Half of what the descriptor limit leaves after 256 (the loop accepts up to 100 at once
+    before room is made, and scans, git and SQLite need their own), at least 16, at most 1,024:
+    384 at the common limit of 1,024."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 1024 if soft == resource.RLIM_INFINITY else max(16, min(1024, (soft - 256) // 2))
 
 
 class Service:
@@ -302,33 +337,55 @@ class Service:
         self.running = 0
         self.busy_lock = threading.Lock()
         self.threads: list[threading.Thread] = []
+        self.in_request: set[web.RequestHandler] = set()  # connections inside a handler now
+        self.evicted = 0
 
     # HTTP
 
     async def webhook(self, request: web.Request) -> web.Response:
+        # Bodies are never inflated (auto_decompress is off): an encoded one is refused before
+        # any other work, so a compressed bomb costs nothing but the bytes sent.
+        if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
+            return self._answer("unsupported_encoding", 415, {"error": "Content-Encoding is not accepted: send the JSON uncompressed"},
+                                close=True)  # fmt: skip
         given = request.headers.get("X-Webhook-Secret", "")
         if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self.config.secret.encode()):
             return self._answer("unauthorized", 401, {"error": "missing or wrong X-Webhook-Secret"})
         if request.content_length is not None and request.content_length > self.config.max_body:
-            return self._answer("too_large", 413, {"error": f"body larger than {self.config.max_body} bytes"})
+            return self._answer("too_large", 413, {"error": f"body larger than {self.config.max_body} bytes"}, close=True)
+        loop = asyncio.get_running_loop()
+        if await loop.run_in_executor(None, self.queue.depth) >= self.config.max_queue:
+            return self._answer("queue_full", 503, {"error": f"the queue is full ({self.config.max_queue} jobs waiting): "
+                                                    f"retry in {RETRY_AFTER} s"},
+                                headers={"Retry-After": str(RETRY_AFTER)}, close=True)  # fmt: skip
         try:
-            body = await request.read()
+            async with asyncio.timeout(self.config.body_timeout):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return self._answer("too_large", 413, {"error": f"body larger than {self.config.max_body} bytes"})
+            return self._answer("too_large", 413, {"error": f"body larger than {self.config.max_body} bytes"}, close=True)
+        except TimeoutError:
+            return self._answer("body_timeout", 408, {"error": f"the body did not arrive within {self.config.body_timeout:g} s"},
+                                close=True)  # fmt: skip
         try:
             delivery = parse_payload(body)
         except PayloadError as exc:
             return self._answer("invalid", 400, {"error": str(exc)})
+        except RecursionError:  # the dedupe key's encoding, one level deeper than the parse
+            return self._answer("invalid", 400, {"error": "body is not a webhook payload: JSON nested too deeply"})
         if not delivery.scan:
             return self._answer("ignored", 202, {"ignored": f"{delivery.event}: nothing to scan"})
-        job, new = await asyncio.get_running_loop().run_in_executor(None, self.queue.enqueue, delivery)
+        job, new = await loop.run_in_executor(None, self.queue.enqueue, delivery)
         if new:
             self.wake.set()
         return self._answer("accepted" if new else "duplicate", 202, {"job": job, "duplicate": not new})
 
-    def _answer(self, result: str, status: int, body: dict) -> web.Response:
+    def _answer(self, result: str, status: int, body: dict, *, headers: dict[str, str] | None = None,
+                close: bool = False) -> web.Response:  # fmt: skip
         self.deliveries[result] = self.deliveries.get(result, 0) + 1
-        return web.json_response(body, status=status)
+        response = web.json_response(body, status=status, headers=headers)
+        if close:  # what is left of the body is not worth reading
+            response.force_close()
+        return response
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -359,17 +416,47 @@ class Service:
             lines.append(f'leakscan_findings{{verification="{state}"}} {m["verification"].get(state, 0)}')
         lines += ["# HELP leakscan_webhook_deliveries_total Webhook deliveries by outcome (this process).",
                   "# TYPE leakscan_webhook_deliveries_total counter"]  # fmt: skip
-        for result in ("accepted", "duplicate", "ignored", "invalid", "too_large", "unauthorized"):
+        for result in ("accepted", "duplicate", "ignored", "invalid", "too_large", "unauthorized", "unsupported_encoding",
+                       "body_timeout", "queue_full"):  # fmt: skip
             lines.append(f'leakscan_webhook_deliveries_total{{result="{result}"}} {self.deliveries.get(result, 0)}')
+        lines += ["# HELP leakscan_connections_evicted_total Idle connections closed to admit new ones (this process).",
+                  "# TYPE leakscan_connections_evicted_total counter", f"leakscan_connections_evicted_total {self.evicted}"]  # fmt: skip
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})  # fmt: skip
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.config.max_body)
+        app = web.Application(client_max_size=self.config.max_body, middlewares=[self._track])
         app.router.add_post("/webhooks/hub", self.webhook)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics)
         return app
+
+    @web.middleware
+    async def _track(self, request: web.Request, handler) -> web.StreamResponse:
+        """Marks the connection busy while its request is handled: only idle ones are evicted."""
+        self.in_request.add(request.protocol)
+        try:
+            return await handler(request)
+        finally:
+            self.in_request.discard(request.protocol)
+
+    def _connection(self, server: web.Server) -> web.RequestHandler:
+        """The protocol for a new connection, and room made for it once the connections
+        accepted before it are set up (the loop accepts in bursts: counting now would miss them)."""
+        asyncio.get_running_loop().call_soon(self._make_room, server)
+        return server()
+
+    def _make_room(self, server: web.Server) -> None:
+        """Past `max_connections`, the oldest idle connections (half-open, a slow request head,
+        a kept-alive client) are closed, or the oldest ones if every connection is inside a
+        handler: a flood of connections that send nothing cannot lock everyone else out, nor run
+        the process out of descriptors."""
+        live = [h for h in server.connections if h.transport is not None]
+        excess = len(live) + 1 - self.config.max_connections  # + the connection being made
+        if excess > 0:
+            for victim in sorted(live, key=lambda h: h in self.in_request)[:excess]:  # stable: oldest first
+                victim.force_close()
+            self.evicted += excess
 
     # workers
 
@@ -435,7 +522,7 @@ class Service:
             seconds = time.monotonic() - started
             new = self.queue.done(job["id"], hub_repo.label, result.findings, seconds)
         except Exception as exc:  # HubError, git and network failures: retried, then parked
-            detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            detail = scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, [self.config.secret])[:300]
             state = self.queue.failed(job["id"], job["attempts"], detail)
             log(f"job {job['id']} ({label}) attempt {job['attempts']}: {detail} ({state})")
             return
@@ -444,29 +531,39 @@ class Service:
             self._notify(hub_repo.label, job["id"], new)
 
     def _notify(self, repo: str, job_id: int, findings: list) -> None:
-        """POST the new findings, redacted (best effort: the store has them either way)."""
+        """POST the new findings, redacted (best effort: the store has them either way), through
+        the guarded client: --notify is the explicit origin, and a redirect is not followed."""
         body = json.dumps({"repo": repo, "job": job_id, "findings": [f.to_dict(redact=True) for f in findings]}).encode()
-        req = urllib.request.Request(self.config.notify, data=body, method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "leakscan"})  # fmt: skip
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                resp.read()
-        except Exception as exc:
-            log(f"notification for job {job_id} failed: {type(exc).__name__}: {str(exc)[:120]}")
+
+        async def post() -> str | None:
+            async with Client([self.config.notify]) as client:
+                return await client.deliver("POST", self.config.notify, {"Content-Type": "application/json"}, body)
+
+        error = asyncio.run(post())
+        if error:
+            log(f"notification for job {job_id} failed: {scrub(error, [f.secret for f in findings] + [self.config.secret])[:300]}")
 
     async def serve(self) -> None:
         recovered = self.queue.recover()
         if recovered:
             log(f"{recovered} interrupted job{'s' * (recovered != 1)} taken over")
-        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)
+        # keepalive_timeout: aiohttp arms it when a connection opens and after each answer, and
+        # closes the connection if no whole request head has arrived by then: the header-read and
+        # the idle timeout in one. The logger turns each malformed request into one line.
+        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0, keepalive_timeout=self.config.idle_timeout,
+                               lingering_time=2.0, auto_decompress=False, logger=_http_logger(self.config.secret))  # fmt: skip
         await runner.setup()
-        site = web.TCPSite(runner, self.config.host, self.config.port)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
+        if not self.config.max_connections:
+            self.config.max_connections = default_max_connections()
+        loop = asyncio.get_running_loop()
+        server = runner.server
+        assert server is not None
+        listener = await loop.create_server(lambda: self._connection(server), self.config.host, self.config.port,
+                                            reuse_address=True)  # fmt: skip
+        port = listener.sockets[0].getsockname()[1]
         self.start_workers()
         print(f"leakscan: listening on http://{self.config.host}:{port}/webhooks/hub", flush=True)
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
@@ -474,6 +571,7 @@ class Service:
         finally:
             self.stopping.set()
             self.wake.set()
+            listener.close()
             await runner.cleanup()
             deadline = time.monotonic() + 5.0
             while self.running and time.monotonic() < deadline:
@@ -485,6 +583,38 @@ class Service:
 
 def log(message: str) -> None:
     print(f"leakscan: {message}", file=sys.stderr, flush=True)
+
+
+class _OneLine(logging.Handler):
+    """aiohttp's complaints (a malformed request, a failing handler) as one escaped line each,
+    no traceback; past `burst` lines a minute the rest are counted, not printed."""
+
+    def __init__(self, secret: str, burst: int = 20) -> None:
+        super().__init__(logging.INFO)
+        self.secret, self.burst = secret, burst
+        self.window, self.lines, self.dropped = 0.0, 0, 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        now = time.monotonic()
+        if now - self.window >= 60:
+            if self.dropped:
+                log(f"{self.dropped} more malformed requests in the last minute (not shown)")
+            self.window, self.lines, self.dropped = now, 0, 0
+        self.lines += 1
+        if self.lines > self.burst:
+            self.dropped += 1
+            return
+        exc = record.exc_info[1] if record.exc_info else None
+        detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+        log(scrub(" ".join(f"http: {record.getMessage()}{detail}".split()), [self.secret])[:300])
+
+
+def _http_logger(secret: str) -> logging.Logger:
+    logger = logging.getLogger("leakscan.serve.http")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)  # aiohttp logs garbage on a fresh connection at debug: not shown
+    logger.handlers[:] = [_OneLine(secret)]
+    return logger
 
 
 def run(config: Config) -> None:

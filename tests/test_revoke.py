@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from helpers import HF, leakscan, token
-from standin import StandIn
+from standin import StandIn, redirecting
 from test_verify import bearer, plant, tok
 
 SECRET = "s3cret-for-tests"
@@ -235,3 +235,28 @@ providers = ["huggingface"]
     bad.write_text('[[callbacks]]\ntype = "command"\nargv = "rm -rf /"\n')
     run = leakscan("scan", tmp_path / "repo", "--revoke-config", bad, env={"LEAKSCAN_NO_VERIFY": "0"})
     assert run.code == 2 and run.err.strip() == "leakscan: error: invalid revocation config: bad.toml: callbacks[1]: argv must be a list of strings (no shell)"
+
+
+def test_a_redirecting_receiver_is_not_followed_and_errors_carry_no_token(tmp_path, acme, provider):
+    """A webhook answering 302 elsewhere: not followed, the target never asked. A command that
+    echoes what it was given to stderr and fails: its error is kept, the tokens replaced."""
+    stand_in, live = provider
+    db = tmp_path / "store.sqlite3"
+    script = tmp_path / "echo_and_fail.py"
+    script.write_text("import json, sys\nitem = json.load(sys.stdin)\n"
+                      "sys.stderr.write(f\"refused {item['token']} of {item['path']}\\n\" * 50)\nsys.exit(3)\n")
+    with redirecting() as (receiver, other):
+        run = leakscan("scan", plant(tmp_path / "repo", live), "--rules", acme, "--db", db,
+                       "--revoke-webhook", f"{receiver.url}/revoke", "--revoke-command", f"{sys.executable} {script}",
+                       env=scan_env(stand_in.url))  # fmt: skip
+        flushed = leakscan("revoke", "flush", "--db", db, env={"LEAKSCAN_REVOKE_SECRET": SECRET})
+    assert "revocation: 4 new deliveries, 0 delivered, 4 pending" in run.err, run.err
+    assert len(receiver.requests) == 2 * 3 and other.requests == []  # 3 attempts, each flush
+    listing = json.loads(leakscan("revoke", "list", "--db", db, "-f", "json").out)
+    errors = sorted({(json.loads(r["callback"])["type"], r["last_error"]) for r in listing})
+    assert errors == [("command", ("command exited 3: " + r"refused [secret] of f0.py\n" * 50)[:300]),
+                      ("command", ("command exited 3: " + r"refused [secret] of f1.py\n" * 50)[:300]),
+                      ("webhook", "HTTP 302 (a redirect: not followed)")]  # fmt: skip
+    assert flushed.code == 1 and "leakscan: delivery failed: HTTP 302 (a redirect: not followed)" in flushed.err
+    shown = run.out + run.err + flushed.out + flushed.err + json.dumps(listing)
+    assert not any(t in shown for t in live)

@@ -1,5 +1,9 @@
 """Delivering claimed outbox entries to callbacks: signed webhooks, commands, built-in
-revokers of providers with a public or self-revoke API, and plugins (entry points)."""
+revokers of providers with a public or self-revoke API, and plugins (entry points).
+
+HTTP goes through the guarded client (`leakscan.net`): no redirects; the configured webhook
+URLs and endpoint overrides are the explicit origins that may be local. Every error recorded
+or printed is rendered by `textsafe.scrub` with the tokens of its batch."""
 
 from __future__ import annotations
 
@@ -16,9 +20,8 @@ from importlib.metadata import entry_points
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
-
-from ..verify.engine import USER_AGENT, endpoint_overrides, guarded_session
+from ..net import USER_AGENT, Client, endpoint_overrides
+from ..textsafe import scrub
 from .outbox import Claimed, Outbox
 
 SECRET_ENV = "LEAKSCAN_REVOKE_SECRET"
@@ -97,21 +100,23 @@ async def flush(outbox: Outbox, *, progress: Callable[[str], None] | None = None
         groups[c.callback_key].append(c)
     overrides = endpoint_overrides()
     # receivers the user configured, and endpoint overrides, may be local; nothing else
-    trusted = {urlsplit(b[0].callback["url"]).hostname or "" for b in groups.values() if b[0].callback["type"] == "webhook"}
-    async with guarded_session(trusted | {urlsplit(u).hostname or "" for u in overrides.values()}, TIMEOUT) as session:
-        await asyncio.gather(*(_with_retries(session, outbox, batch, overrides, report) for batch in groups.values()))
+    explicit = [b[0].callback["url"] for b in groups.values() if b[0].callback["type"] == "webhook"]
+    async with Client([*explicit, *overrides.values()], timeout=TIMEOUT) as client:
+        await asyncio.gather(*(_with_retries(client, outbox, batch, overrides, report) for batch in groups.values()))
     return report
 
 
-async def _with_retries(session, outbox: Outbox, batch: list[Claimed], overrides, report: FlushReport) -> None:
+async def _with_retries(client: Client, outbox: Outbox, batch: list[Claimed], overrides, report: FlushReport) -> None:
     """Up to ATTEMPTS tries with exponential backoff and jitter; each outcome is written to the
     outbox as it happens, so a kill loses nothing; what still fails stays pending."""
     todo = batch
     for attempt in range(ATTEMPTS):
-        ok, failed = await _deliver(session, todo, overrides)
+        ok, failed = await _deliver(client, todo, overrides)
         if ok:
             outbox.delivered(ok)
             report.delivered += len(ok)
+        # a receiver, a command or a plugin may echo the tokens it was given
+        failed = [(part, scrub(error, [c.token for c in part])[:300]) for part, error in failed]
         todo = [c for part, error in failed for c in part]
         for part, error in failed:
             outbox.attempted(part, error)
@@ -125,15 +130,15 @@ async def _with_retries(session, outbox: Outbox, batch: list[Claimed], overrides
     report.failed += len(todo)
 
 
-async def _deliver(session: aiohttp.ClientSession, batch: list[Claimed], overrides: dict[str, str]):
+async def _deliver(client: Client, batch: list[Claimed], overrides: dict[str, str]):
     callback = batch[0].callback
     kind = callback["type"]
     if kind == "webhook":
-        return await _webhook(session, callback["url"], batch, callback.get("secret_env", SECRET_ENV))
+        return await _webhook(client, callback["url"], batch, callback.get("secret_env", SECRET_ENV))
     if kind == "command":
         return await _each(batch, lambda c: _command(callback["argv"], c))
     if kind == "builtin":
-        return await _builtin(session, callback["provider"], batch, overrides)
+        return await _builtin(client, callback["provider"], batch, overrides)
     if kind == "plugin":
         return await _plugin(callback["name"], batch)
     return [], [(batch, f"unknown callback type {kind!r}")]
@@ -143,7 +148,7 @@ def _payload(batch: list[Claimed]) -> list[dict[str, Any]]:
     return [{**c.item, "token": c.token} for c in batch]
 
 
-async def _webhook(session: aiohttp.ClientSession, url: str, batch: list[Claimed], secret_env: str):
+async def _webhook(client: Client, url: str, batch: list[Claimed], secret_env: str):
     secret = os.environ.get(secret_env, "")
     if not secret:
         return [], [(batch, f"no signing secret: set {secret_env}")]
@@ -154,19 +159,9 @@ async def _webhook(session: aiohttp.ClientSession, url: str, batch: list[Claimed
         delivery = hashlib.sha256(("\0".join(c.leak_id for c in part) + "\0" + url).encode()).hexdigest()[:32]
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                    "X-Leakscan-Signature": sign(secret.encode(), body), "X-Leakscan-Delivery": delivery}  # fmt: skip
-        error = await _post(session, "POST", url, headers, body)
+        error = await client.deliver("POST", url, headers, body)
         (failed.append((part, error)) if error else ok.extend(part))
     return ok, failed
-
-
-async def _post(session, method: str, url: str, headers: dict[str, str], body: bytes | None) -> str | None:
-    """None when the receiver answered 2xx, else why not."""
-    try:
-        async with session.request(method, url, headers=headers, data=body, allow_redirects=False) as resp:
-            await resp.read()
-            return None if 200 <= resp.status < 300 else f"HTTP {resp.status}"
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-        return f"cannot deliver: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
 
 
 async def _each(batch: list[Claimed], one) -> tuple[list, list]:
@@ -187,11 +182,11 @@ async def _command(argv: list[str], c: Claimed) -> str | None:
     except (OSError, asyncio.TimeoutError) as exc:
         return f"command failed to run: {exc}"[:300]
     if proc.returncode != 0:
-        return f"command exited {proc.returncode}: {err.decode(errors='replace').strip()[:200]}"
+        return f"command exited {proc.returncode}: {err.decode(errors='replace').strip()}"  # cut once scrubbed
     return None
 
 
-async def _builtin(session, provider: str, batch: list[Claimed], overrides: dict[str, str]):
+async def _builtin(client: Client, provider: str, batch: list[Claimed], overrides: dict[str, str]):
     method, url, how = BUILTIN[provider]
     base = overrides.get(provider)
     if base:
@@ -203,13 +198,13 @@ async def _builtin(session, provider: str, batch: list[Claimed], overrides: dict
         for i in range(0, len(batch), size):
             part = batch[i : i + size]
             body = json.dumps({"credentials": [c.token for c in part]}).encode()
-            error = await _post(session, method, url, {"Content-Type": "application/json", "User-Agent": USER_AGENT}, body)
+            error = await client.deliver(method, url, {"Content-Type": "application/json", "User-Agent": USER_AGENT}, body)
             (failed.append((part, error)) if error else ok.extend(part))
         return ok, failed
 
     async def one(c: Claimed) -> str | None:
         auth = {"PRIVATE-TOKEN": c.token} if provider == "gitlab" else {"Authorization": f"Bearer {c.token}"}
-        return await _post(session, method, url, {**auth, "User-Agent": USER_AGENT}, None)
+        return await client.deliver(method, url, {**auth, "User-Agent": USER_AGENT}, None)
 
     return await _each(batch, one)
 
@@ -225,5 +220,5 @@ async def _plugin(name: str, batch: list[Claimed]):
         if asyncio.iscoroutine(result):
             result = await result
     except Exception as exc:  # a plugin's failure must not lose the deliveries
-        return [], [(batch, f"plugin {name} failed: {type(exc).__name__}: {exc}"[:300])]
+        return [], [(batch, f"plugin {name} failed: {type(exc).__name__}: {exc}")]  # cut once scrubbed
     return (batch, []) if result else ([], [(batch, f"plugin {name} declined")])

@@ -1,14 +1,15 @@
 """Verification engine: asks providers, concurrently (aiohttp), whether found secrets are live.
 
-* one aiohttp session; each unique (provider check, secret) asked once per scan (dedupe and
+* one client session; each unique (provider check, secret) asked once per scan (dedupe and
   single-flight), verdicts cached in the store with a TTL;
 * a global concurrency limit, a per-provider rate limit, 10 s timeouts, at most 3 attempts with
   exponential backoff and jitter for 429/5xx/connection errors, honouring Retry-After; then
   `unknown` with the reason;
-* requests go only to the provider's own host (or its `LEAKSCAN_ENDPOINT_<PROVIDER>` override);
-  private, loopback and link-local addresses are refused unless they come from an override, and
-  the check is made on the address actually connected to (a resolver that filters what it
-  returns; aiohttp connects to exactly those addresses, so DNS rebinding cannot slip through).
+* requests go only to the provider's own host and port (or its `LEAKSCAN_ENDPOINT_<PROVIDER>`
+  override), through the guarded client of `leakscan.net` (no redirects; private, loopback and
+  link-local addresses only for an override, checked on the address connected to);
+* a reason names what failed, rendered by `textsafe.scrub` with the secret it was about: a token
+  that travels in the URL (Telegram, Google, Mapbox, Roboflow) never reaches a report that way.
 """
 
 from __future__ import annotations
@@ -18,23 +19,18 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import ipaddress
 import json
-import os
 import random
-import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import aiohttp
-from aiohttp.abc import AbstractResolver
-from aiohttp.resolver import DefaultResolver
-
 from ..detectors import Rule, RuleSet
 from ..model import Finding
+from ..net import USER_AGENT, Client, NetError, Refused, endpoint_overrides, origin  # noqa: F401 (re-exported)
+from ..textsafe import scrub
 from .spec import VerifySpec, json_path
 
 TIMEOUT = 10.0
@@ -42,7 +38,6 @@ MAX_ATTEMPTS = 3
 CONCURRENCY = 16
 CACHE_TTL = 24 * 3600.0
 MAX_RETRY_AFTER = 30.0
-USER_AGENT = "leakscan-verify/0.1 (+secret leak verification)"
 
 
 @dataclass(frozen=True)
@@ -51,56 +46,6 @@ class Verdict:
     reason: str | None = None
     identity: dict[str, Any] = field(default_factory=dict)
     restricted: bool = False
-
-
-class Refused(Exception):
-    """A request leakscan will not make (SSRF guard)."""
-
-
-def endpoint_overrides(config: dict[str, str] | None = None) -> dict[str, str]:
-    """provider id → base URL, from LEAKSCAN_ENDPOINT_<PROVIDER> (and a config mapping)."""
-    out = dict(config or {})
-    for key, value in os.environ.items():
-        if key.startswith("LEAKSCAN_ENDPOINT_") and value:
-            out[key[len("LEAKSCAN_ENDPOINT_") :].lower().replace("_", "-")] = value
-    return out
-
-
-def _is_public(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    return ip.is_global and not ip.is_multicast
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves like aiohttp does, then drops every non-public address unless the host is an
-    explicit endpoint override. aiohttp connects only to what this returns."""
-
-    def __init__(self, trusted_hosts: set[str]) -> None:
-        self._inner = DefaultResolver()
-        self._trusted = trusted_hosts
-
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
-        infos = await self._inner.resolve(host, port, family)
-        if host in self._trusted:
-            return infos
-        allowed = [i for i in infos if _is_public(i["host"])]
-        if not allowed:
-            raise OSError(f"refused to connect to {host}: it resolves only to private, loopback or link-local addresses")
-        return allowed
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-def guarded_session(trusted_hosts: set[str], timeout: float) -> aiohttp.ClientSession:
-    """An aiohttp session whose connections go only to public addresses, or to `trusted_hosts`
-    (explicit endpoint overrides and configured receivers)."""
-    connector = aiohttp.TCPConnector(resolver=GuardedResolver(trusted_hosts), limit=0, ttl_dns_cache=60)
-    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout),
-                                 headers={"User-Agent": USER_AGENT})  # fmt: skip
 
 
 class RateLimiter:
@@ -162,17 +107,17 @@ class Verifier:
         self._sem = asyncio.Semaphore(concurrency)
         self._limits: dict[str, RateLimiter] = {}
         self._flights: dict[str, asyncio.Task[Verdict]] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._client: Client | None = None
         self.requests = 0
         self._done = 0
 
     async def __aenter__(self) -> Verifier:
-        self._session = guarded_session({urlsplit(u).hostname or "" for u in self.overrides.values()}, self.timeout)
+        self._client = await Client(self.overrides.values(), timeout=self.timeout).__aenter__()
         return self
 
     async def __aexit__(self, *exc) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._client is not None:
+            await self._client.__aexit__(*exc)
 
     # -- the public part -------------------------------------------------------------------
 
@@ -212,6 +157,8 @@ class Verifier:
             if hit is not None:
                 return Verdict(hit[0], hit[1], hit[2], hit[3])
         verdict = await self._check(rule, spec, finding)
+        if verdict.reason:  # the provider's answer, or its failure, may carry the secret
+            verdict = replace(verdict, reason=scrub(verdict.reason, [finding.secret]))
         if self.store is not None and verdict.state in ("verified", "invalid"):
             self.store.record_verdict(key, verdict.state, verdict.reason, verdict.identity, verdict.restricted)
         return verdict
@@ -235,8 +182,10 @@ class Verifier:
             async with self._sem:
                 try:
                     status, headers, body = await self._send(request)
-                except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-                    reason = _describe(exc)
+                except Refused as exc:
+                    return Verdict("unknown", str(exc))
+                except NetError as exc:  # shortened once the secret is out, so no half of it stays
+                    reason = scrub(exc, [finding.secret])[:200]
                     wait = None
                 else:
                     if status == 429 or status >= 500:
@@ -253,10 +202,10 @@ class Verifier:
 
     def _http_request(self, rule: Rule, spec: VerifySpec, secret: str, groups: dict[str, str]) -> _Request:
         url = _fill(spec.url, secret, groups)
-        host = urlsplit(url).hostname or ""
-        allowed = (spec.default_host,) if "{host}" not in spec.url else spec.hosts
-        if "{" in url or not any(host == h or host.endswith("." + h) for h in allowed if h):
-            raise Refused(f"refused: {host or url!r} is not one of {rule.provider}'s hosts")
+        where = origin(url) if url.startswith("https://") else None
+        if "{" in url or where is None or not spec.allows(*where):
+            shown = f"{where[0]}:{where[1]}" if where else urlsplit(url).hostname or "that URL"
+            raise Refused(f"refused: {shown} is not one of {rule.provider}'s hosts")
         headers = {k: _fill(v, secret, groups) for k, v in spec.headers}
         if spec.basic:
             user, password = (_fill(p, secret, groups) for p in spec.basic)
@@ -273,32 +222,23 @@ class Verifier:
         return _Request(spec.method, url, headers, data)
 
     def _redirect(self, provider: str, request: _Request) -> _Request:
-        """An override replaces scheme, host and port, keeping the path and query. Without
-        one, an IP-literal host must be public (the resolver guards names)."""
+        """An override replaces scheme, host and port, keeping the path and query; the client
+        refuses what is neither an override nor https to a public address."""
         parts = urlsplit(request.url)
         base = self.overrides.get(provider)
         if base:
             b = urlsplit(base)
             request.url = urlunsplit((b.scheme, b.netloc, (b.path.rstrip("/") + parts.path) or "/", parts.query, ""))
-            return request
-        if parts.scheme != "https":
-            raise Refused(f"refused: {parts.scheme}:// (verification only speaks https)")
-        host = parts.hostname or ""
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            return request
-        if not _is_public(host):
-            raise Refused(f"refused: {host} is a private, loopback or link-local address")
+        assert self._client is not None
+        self._client.check(request.url)
         return request
 
     async def _send(self, request: _Request) -> tuple[int, Any, bytes]:
-        assert self._session is not None
+        assert self._client is not None
         self.requests += 1
-        async with self._session.request(request.method, request.url, headers=request.headers,
-                                         data=request.data, allow_redirects=False) as resp:  # fmt: skip
-            body = await resp.content.read(1 << 20)  # a verdict never needs more
-            return resp.status, resp.headers, body
+        answer = await self._client.request(request.method, request.url, headers=request.headers, data=request.data,
+                                            limit=1 << 20)  # a verdict never needs more  # fmt: skip
+        return answer.status, answer.headers, answer.body
 
 
 def _apply(finding: Finding, verdict: Verdict) -> None:
@@ -326,15 +266,6 @@ def _interpret(spec: VerifySpec, status: int, body: bytes) -> Verdict:
     if doc is None and body:
         return Verdict("unknown", f"HTTP {status} with a body that is not the expected JSON")
     return Verdict("unknown", f"unexpected answer: HTTP {status}")
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect: {exc.os_error.strerror or exc.os_error}" if exc.os_error else "cannot connect"
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:200]
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -5,6 +5,7 @@ Pure data and validation; the HTTP side lives in `verify.engine`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ KINDS = ("http", "aws-sigv4")
 _SPEC_KEYS = {"kind", "method", "url", "headers", "form", "json", "body", "basic", "valid", "restricted",
               "invalid", "identity", "hosts", "intrusive", "rate"}  # fmt: skip
 _CHECK_KEYS = {"status", "json"}
+_HOST_ENTRY = re.compile(r"(?i)^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[1-9][0-9]{0,4})?$")
 
 
 class SpecError(ValueError):
@@ -61,6 +63,20 @@ class VerifySpec:
     @property
     def default_host(self) -> str:
         return urlsplit(self.url).hostname or ""
+
+    def allows(self, host: str, port: int) -> bool:
+        """Whether a filled-in URL may go to host:port: the spec's own host and port, or for a
+        `{host}` URL a host under one of `hosts` on port 443 (or the port a `hosts` entry
+        names, `suffix:port`). By name *and* port: trusting a name on any port would let
+        scanned content pick a local service to talk to."""
+        if "{host}" not in self.url:
+            parts = urlsplit(self.url)
+            return (host, port) == (parts.hostname, parts.port or 443)
+        for entry in self.hosts:
+            suffix, _, want = entry.lower().partition(":")
+            if (host == suffix or host.endswith("." + suffix)) and port == (int(want) if want else 443):
+                return True
+        return False
 
 
 def json_path(doc: Any, path: str) -> Any:
@@ -121,8 +137,8 @@ def parse_spec(raw: dict[str, Any], where: str) -> VerifySpec:
     if "body" in raw and not isinstance(raw["body"], str):
         raise SpecError(f"{where}: verify.body must be a string")
     hosts = raw.get("hosts", [])
-    if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
-        raise SpecError(f"{where}: verify.hosts must be a list of host names")
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and _HOST_ENTRY.match(h) for h in hosts):
+        raise SpecError(f"{where}: verify.hosts must be a list of host names (optionally name:port)")
     if "{host}" in url and not hosts:
         raise SpecError(f"{where}: verify.url uses {{host}}: list the allowed host suffixes in verify.hosts")
     rate = raw.get("rate", 5.0)
