@@ -98,7 +98,7 @@ class Service:
     def wait(self, job: int, states=("done", "parked"), timeout: float = 30) -> tuple:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            rows = self.query("SELECT state, attempts, last_error FROM webhook_jobs WHERE id=?", job)
+            rows = self.query("SELECT state, attempts, last_error FROM jobs WHERE id=? AND kind='webhook'", job)
             if rows and rows[0][0] in states:
                 return rows[0]
             time.sleep(0.1)
@@ -176,7 +176,7 @@ def test_pushes_and_comments_are_scanned_once_recorded_once_and_notified(hub, tm
             assert code == 202 and svc.wait(body["job"])[0] == "done"
             assert svc.query("SELECT count(*) FROM repo_findings") == [(3,)]
             assert svc.query("SELECT path, commit_id FROM repo_findings WHERE path='eval.py'") == [("eval.py", second)]
-            assert svc.query("SELECT count(*) FROM webhook_jobs") == [(3,)]
+            assert svc.query("SELECT count(*) FROM jobs WHERE kind='webhook'") == [(3,)]
 
             m = svc.metrics()
             assert m['leakscan_jobs_done_total'] == 3 and m['leakscan_queue_jobs{state="pending"}'] == 0
@@ -213,7 +213,7 @@ def test_bad_deliveries_are_refused_and_failing_jobs_parked(hub, tmp_path):
         ]:
             code, body = svc.post(broken)
             assert code == 400 and reason in body["error"], body
-        assert svc.query("SELECT count(*) FROM webhook_jobs") == [(0,)]
+        assert svc.query("SELECT count(*) FROM jobs WHERE kind='webhook'") == [(0,)]
         # a repository the Hub does not know: the job fails and, after --max-attempts, is parked
         code, body = svc.post(good)
         assert code == 202
@@ -239,7 +239,7 @@ def test_a_job_interrupted_by_kill_9_completes_after_a_restart_recorded_once(hub
     svc.wait(job, states=("running",))
     time.sleep(0.5)
     svc.kill()
-    assert svc.query("SELECT state, attempts FROM webhook_jobs WHERE id=?", job) == [("running", 1)]
+    assert svc.query("SELECT state, attempts FROM jobs WHERE id=?", job) == [("running", 1)]
     hub.git_delay = 0.0
     svc.start()  # a new process: the dead one's lease is taken over
     try:

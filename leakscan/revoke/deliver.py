@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from ..textsafe import scrub
 from ..verify.engine import USER_AGENT, endpoint_overrides, guarded_session
 from .outbox import Claimed, Outbox
 
@@ -104,8 +105,9 @@ async def flush(outbox: Outbox, *, progress: Callable[[str], None] | None = None
 
 
 async def _with_retries(session, outbox: Outbox, batch: list[Claimed], overrides, report: FlushReport) -> None:
-    """Up to ATTEMPTS tries with exponential backoff and jitter; each outcome is written to the
-    outbox as it happens, so a kill loses nothing; what still fails stays pending."""
+    """Up to ATTEMPTS tries with exponential backoff and jitter; each delivery is written to the
+    outbox as it happens, so a kill loses nothing; what still fails is one failed attempt of this
+    flush (retried by a later one, or parked)."""
     todo = batch
     for attempt in range(ATTEMPTS):
         ok, failed = await _deliver(session, todo, overrides)
@@ -113,15 +115,13 @@ async def _with_retries(session, outbox: Outbox, batch: list[Claimed], overrides
             outbox.delivered(ok)
             report.delivered += len(ok)
         todo = [c for part, error in failed for c in part]
-        for part, error in failed:
-            outbox.attempted(part, error)
-            if attempt + 1 == ATTEMPTS:
-                report.errors.append(error)
         if not todo:
             return
         if attempt + 1 < ATTEMPTS:
             await asyncio.sleep(0.5 * 2**attempt * (0.5 + random.random()))
-    outbox.release(todo)
+    for part, error in failed:
+        outbox.failed(part, error)
+        report.errors.append(scrub(error, [c.token for c in part]))
     report.failed += len(todo)
 
 
