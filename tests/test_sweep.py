@@ -83,6 +83,7 @@ def test_full_pass_then_only_what_changed(hub, tmp_path):
     assert first.code == 1, first.err
     got = [(f["repo"], f["secret"]) for f in lines(out)]
     assert sorted(got) == sorted(hub.planted), first.err  # every planted secret, each once
+    assert (out.stat().st_mode & 0o777, db.stat().st_mode & 0o777) == (0o600, 0o600)  # raw secrets, findings
     kinds = {f["secret"]: f for f in lines(out)}
     assert any(not f["in_head"] for f in kinds.values())  # history-only ones were found as such
     assert rows(db, "SELECT state, count(*) FROM jobs WHERE kind='sweep' GROUP BY state") == [("done", TOTAL)]
