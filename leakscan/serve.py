@@ -36,6 +36,7 @@ from aiohttp import web
 from .store import connect, transaction
 from .store.findings import record_repo_findings
 from .store.jobs import Job, Queue
+from .textsafe import scrub
 
 LEASE_SECONDS = 300.0
 MAX_BODY = 1 << 20
@@ -309,10 +310,10 @@ class Service:
                 new = record_repo_findings(self.queue.db, hub_repo.label, result.findings, f"job {job.id}", time.time())
                 self.queue.done(job.id, findings=len(result.findings))
         except Exception as exc:  # HubError, git and network failures: retried, then parked
-            retried = self.queue.retry(job.id, str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)
-            if retried is not None:
-                then = "parked" if retried.state == "parked" else f"retried in {retried.not_before - time.time():.0f} s"
-                log(f"job {job.id} ({label}) attempt {job.attempts}: {retried.last_error} ({then})")
+            detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            retried = self.queue.retry(job.id, detail)
+            state = "lease lost" if retried is None else "parked" if retried.state == "parked" else "will retry"
+            log(f"job {job.id} ({label}) attempt {job.attempts}: {scrub(detail)} ({state})")
             return
         log(f"job {job.id} ({label}): {len(result.findings)} findings, {len(new)} new, {seconds:.2f} s")
         if new and self.config.notify:

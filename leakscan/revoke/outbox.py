@@ -199,4 +199,5 @@ def revoke(path: Path | str, findings: list[Finding], callbacks: list[dict[str, 
     with Outbox(path, force=force) as outbox:
         new = outbox.enqueue(findings, callbacks, repo) if findings and callbacks else 0
         report = asyncio.run(flush(outbox))
+        outbox.wipe()  # also what a process killed between a delivery and its wipe left behind
         return Revocation(new, report.delivered, report.failed, outbox.pending(), report.errors)
