@@ -330,3 +330,27 @@ def test_kill_9_leases_are_taken_over_and_a_job_that_dies_every_time_is_parked(d
     assert q.recover() == 0 and q.claim() == []
     parked = q.get("k")
     assert (parked.state, parked.attempts, parked.last_error) == ("parked", 2, "interrupted (process killed) on every attempt")
+
+
+READ = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); print(c.execute('SELECT count(*) FROM verdicts').fetchone()[0]); c.close()"
+
+
+def test_opening_the_store_again_in_a_process_keeps_its_other_connections_visible(tmp_path):
+    """POSIX locks are per process: had connect() opened and closed a descriptor of the file, the
+    process's other connections would lose theirs, another process would take itself for the last
+    one, checkpoint and delete the WAL, and later commits would vanish into the deleted file."""
+    path = tmp_path / "s.sqlite3"
+    held = connect(path)
+    try:
+        held.execute("INSERT INTO verdicts VALUES ('one', 'invalid', NULL, '{}', 0, 0)")
+        connect(path).close()
+
+        def count_elsewhere() -> str:  # another process opens, reads and closes
+            return subprocess.run([sys.executable, "-c", READ, str(path)], capture_output=True, text=True,
+                                  check=True).stdout.strip()  # fmt: skip
+
+        assert count_elsewhere() == "1"
+        held.execute("INSERT INTO verdicts VALUES ('two', 'invalid', NULL, '{}', 0, 0)")
+        assert count_elsewhere() == "2"
+    finally:
+        held.close()

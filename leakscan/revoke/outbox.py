@@ -109,6 +109,8 @@ class Outbox:
         """Take due pending deliveries under a lease no other flush can also hold."""
         with transaction(self.db):
             jobs = self.queue.claim(limit, due_only=not self.force)
+            if not jobs:
+                return []
             leaks = {j.payload["leak"] for j in jobs}
             items = dict(self.db.execute(f"SELECT id, item FROM leaks WHERE id IN ({','.join('?' * len(leaks))})",
                                          list(leaks)).fetchall())  # fmt: skip

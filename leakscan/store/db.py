@@ -172,8 +172,9 @@ def connect(path: Path | str, *, timeout: float = 30.0, threads: bool = False) -
     the latest schema. `threads`: the caller shares it between threads, under a lock of its own."""
     path = Path(path)
     try:
-        private_file(path)
+        make_dirs(path.parent)
         db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=not threads)
+        narrow(path)  # before anything is written to it
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"cannot open store {path}: {exc}") from None
     try:
@@ -304,11 +305,10 @@ def make_dirs(directory: Path) -> None:
     os.chmod(directory, 0o700)
 
 
-def private_file(path: Path) -> None:
-    """`path` exists and is 0600, and so are its SQLite side files if any (SQLite gives the -wal and
-    -shm it creates the mode of the database)."""
-    make_dirs(path.parent)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+def narrow(path: Path) -> None:
+    """A database SQLite just opened, and its side files if any, made 0600 (SQLite gives the -wal
+    and -shm it creates the mode of the database). By path: opening and closing a descriptor of the
+    file here would drop every POSIX lock SQLite holds on it in this process."""
     for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
         try:
             if os.stat(p).st_mode & 0o077:
@@ -339,8 +339,8 @@ def connect_tokens(path: Path | str, *, create: bool) -> sqlite3.Connection | No
     tpath = tokens_path(path)
     if not create and not tpath.exists():
         return None
-    private_file(tpath)
     db = sqlite3.connect(tpath, timeout=30, isolation_level=None)
+    narrow(tpath)
     db.execute("PRAGMA journal_mode=DELETE")
     db.execute("PRAGMA secure_delete=ON")
     db.execute(TOKENS_SCHEMA)
