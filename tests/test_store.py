@@ -194,10 +194,12 @@ def test_a_store_from_a_newer_leakscan_or_another_program_is_refused_untouched(t
     with closing(sqlite3.connect(other)) as c:
         c.execute("CREATE TABLE notes (t TEXT)")
         c.commit()
+    other.chmod(0o640)  # its owner's choice
     run = leakscan("scan", tmp_path / "src", "--db", other)
     assert (run.code, run.err) == (2, f"leakscan: error: {other}: not a leakscan store\n")
     with closing(sqlite3.connect(other)) as c:
         assert c.execute("SELECT name FROM sqlite_master").fetchall() == [("notes",)]
+    assert mode(other) == 0o640
 
 
 def test_files_are_private_whatever_the_umask(tmp_path):

@@ -174,12 +174,12 @@ def connect(path: Path | str, *, timeout: float = 30.0, threads: bool = False) -
     try:
         make_dirs(path.parent)
         db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=not threads)
-        narrow(path)  # before anything is written to it
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"cannot open store {path}: {exc}") from None
     try:
         db.execute("PRAGMA secure_delete=ON")
-        version = _version(db, path)  # a newer store is refused before anything writes to it
+        version = _version(db, path)  # a store not ours to read is refused before anything changes it
+        narrow(path)  # before anything is written to it
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         if version != VERSION:
