@@ -26,6 +26,7 @@ from .pipeline import ScanResult, run
 from .scan import Scanner
 from .sources.git import GitSourceError, open_repo
 from .store import Store, StoreError
+from .store.db import open_private
 from .verify.engine import BackgroundVerifier
 from .store import default_path as default_store_path
 
@@ -107,7 +108,7 @@ def _emit(result: ScanResult, ruleset: RuleSet, fmt: Format | None, output: Path
     summary = _summary(result)
     if output:
         try:
-            with open(output, "w", encoding="utf-8") as fh:
+            with open_private(output) as fh:  # it may hold raw secrets
                 render(chosen, result.findings, fh, skipped=result.skipped, ruleset=ruleset,
                        redact=redact, summary=summary)  # fmt: skip
         except OSError as exc:
@@ -451,18 +452,11 @@ def _callbacks(webhooks, commands, builtins, plugins, config: Path | None) -> li
 
 
 def _revoke(store: Store, findings: list, callbacks: list[dict], repo: str) -> None:
-    """Verified leaks go into the outbox (durably, before any delivery), then one flush."""
-    import asyncio
+    from .revoke.outbox import revoke
 
-    from .revoke.deliver import flush
-    from .revoke.outbox import Outbox
-
-    outbox = Outbox(store.db)
-    new = outbox.enqueue(findings, callbacks, repo)
-    report = asyncio.run(flush(outbox))
-    pending = outbox.pending()
-    print(f"revocation: {new} new deliveries, {report.delivered} delivered, {pending} pending"
-          + (f" (retry with: leakscan revoke flush --db {store.path})" if pending else ""), file=sys.stderr)  # fmt: skip
+    r = revoke(store.path, findings, callbacks, repo)
+    print(f"revocation: {r.new} new deliveries, {r.delivered} delivered, {r.pending} pending"
+          + (f" (retry with: leakscan revoke flush --db {store.path})" if r.pending else ""), file=sys.stderr)  # fmt: skip
 
 
 def _verifier(ruleset: RuleSet, store: Store | None, intrusive: bool, timeout: float) -> BackgroundVerifier:
@@ -581,33 +575,29 @@ DbOpt = Annotated[Optional[Path], typer.Option("--db", help="The SQLite store (d
 
 @revoke_app.command("flush")
 def revoke_flush(db: DbOpt = None) -> None:
-    """Deliver what is pending (after a receiver was down, or leakscan was killed)."""
-    import asyncio
+    """Deliver what is pending now, backoff or not (after a receiver was down, or leakscan was
+    killed). Each flush that cannot deliver counts an attempt; after 5 a delivery is parked and
+    its token wiped."""
+    from .revoke.outbox import revoke
 
-    from .revoke.deliver import flush
-    from .revoke.outbox import Outbox
-
-    with _store(db, False) as store:
-        outbox = Outbox(store.db)
-        report = asyncio.run(flush(outbox))
-        pending = outbox.pending()
-    for error in sorted(set(report.errors)):
+    r = revoke(db or default_store_path(), [], [], None, force=True)
+    for error in sorted(set(r.errors)):
         print(f"leakscan: delivery failed: {error}", file=sys.stderr)
-    print(f"{report.delivered} delivered, {report.failed} failed, {pending} pending")
-    raise typer.Exit(EXIT_FINDINGS if pending else EXIT_CLEAN)
+    print(f"{r.delivered} delivered, {r.failed} failed, {r.pending} pending")
+    raise typer.Exit(EXIT_FINDINGS if r.pending else EXIT_CLEAN)
 
 
 @revoke_app.command("list")
 def revoke_list(db: DbOpt = None, fmt: Annotated[Optional[Format], typer.Option("--format", "-f")] = None) -> None:
-    """Pending and delivered revocations, redacted."""
+    """Pending, parked and delivered revocations, redacted."""
     import json
 
     from rich.table import Table
 
     from .revoke.outbox import Outbox
 
-    with _store(db, False) as store:
-        rows = Outbox(store.db).rows()
+    with Outbox(db or default_store_path()) as outbox:
+        rows = outbox.rows()
     if fmt in (Format.json, Format.jsonl):
         print(json.dumps(rows, indent=2 if fmt is Format.json else None))
         return
@@ -635,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         rv = app(args=args or ["--help"], standalone_mode=False, prog_name="leakscan")
-    except UserError as exc:
+    except (UserError, StoreError) as exc:
         print(f"leakscan: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except (typer.Exit, click.exceptions.Exit) as exc:

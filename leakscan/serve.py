@@ -1,17 +1,17 @@
 """`leakscan serve`: a service receiving Hugging Face webhook deliveries.
 
 `POST /webhooks/hub` checks the shared secret (`X-Webhook-Secret`, compared in constant time),
-bounds and validates the payload, records a job in a durable queue (a table in the store's
-SQLite database) and answers 202 at once. Worker threads claim jobs under a lease (like the
-revocation outbox: inside `BEGIN IMMEDIATE`, `host:pid:nonce`, a dead process's lease taken
-over), fetch the repository incrementally into the mirror cache, scan what is new (the store
-remembers the ref tips of the last complete scan), verify, queue revocations and record findings
-in `findings`, keyed by repository, fingerprint and commit, so a retried job never records one
-twice. The store holds no raw secret there: redacted preview and SHA-256 only.
+bounds and validates the payload, records a job in the store's jobs queue (kind `webhook`) and
+answers 202 at once. Worker threads claim jobs under a lease (a dead process's lease is taken
+over; one running job per repository), fetch the repository incrementally into the mirror
+cache, scan what is new (the store remembers the ref tips of the last complete scan), verify,
+queue revocations and record findings in `repo_findings`, keyed by repository, fingerprint and
+commit, in the transaction that finishes the job, so a retried job never records one twice. The
+store holds no raw secret there: redacted preview and SHA-256 only.
 
 The same delivery twice (same repository, event, head sha and updated refs, or the same
-comment) maps to one dedupe key and is scanned once. A job that keeps failing is parked after
-`max_attempts`. `GET /healthz`, `GET /metrics` (Prometheus text format).
+comment) maps to one dedupe key and is scanned once. A job that keeps failing is retried with
+backoff and parked after `max_attempts`. `GET /healthz`, `GET /metrics` (Prometheus text format).
 
 Staying up when clients misbehave: a connection that has not sent a whole request head within
 `idle_timeout` of opening (or of its last answer) is closed, a body must arrive within
@@ -31,7 +31,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import sqlite3
 import sys
 import threading
@@ -43,32 +42,10 @@ from typing import Any
 from aiohttp import web
 
 from .net import Client
-from .revoke.outbox import lease_dead
-from .store import REPO_FINDINGS_SCHEMA, record_repo_findings
+from .store import connect, transaction
+from .store.findings import record_repo_findings
+from .store.jobs import Job, Queue
 from .textsafe import scrub
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS webhook_jobs (
-    id INTEGER PRIMARY KEY,
-    dedupe TEXT NOT NULL UNIQUE,      -- one job per delivery content (retried deliveries map here)
-    repo_type TEXT NOT NULL,
-    repo_id TEXT NOT NULL,
-    event TEXT NOT NULL,              -- scope.action
-    payload TEXT NOT NULL,            -- the parts of the delivery the job needs (no secret)
-    state TEXT NOT NULL,              -- pending | running | done | failed (will retry) | parked
-    attempts INTEGER NOT NULL DEFAULT 0,
-    lease TEXT,
-    lease_until REAL,
-    not_before REAL NOT NULL DEFAULT 0,
-    last_error TEXT,
-    findings INTEGER,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    seconds REAL                      -- duration of the successful attempt
-);
-CREATE INDEX IF NOT EXISTS webhook_jobs_state ON webhook_jobs (state, not_before);
-"""
 
 LEASE_SECONDS = 300.0
 MAX_BODY = 1 << 20
@@ -84,14 +61,6 @@ TYPES = ("model", "dataset", "space")
 
 class PayloadError(ValueError):
     """Why a delivery is not a Hub webhook payload (answered 400)."""
-
-
-def connect(path: Path | str) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.executescript(SCHEMA + REPO_FINDINGS_SCHEMA)
-    return db
 
 
 # ---- payloads ------------------------------------------------------------------------------
@@ -168,129 +137,6 @@ def parse_payload(body: bytes) -> Delivery:
     return Delivery(repo_type, repo_id, f"{scope}.{action}", dedupe, keep, scan=not (scope == "repo" and action == "delete"))
 
 
-# ---- the queue -----------------------------------------------------------------------------
-
-
-class Queue:
-    """Jobs in SQLite: enqueue with a dedupe key, claim under a lease, finish once."""
-
-    def __init__(self, path: Path | str, max_attempts: int = 5) -> None:
-        self.db = connect(path)
-        self.lock = threading.Lock()
-        self.max_attempts = max_attempts
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
-
-    def close(self) -> None:
-        self.db.close()
-
-    def enqueue(self, d: Delivery) -> tuple[int, bool]:
-        """(job id, whether it is new). A delivery already queued, running or done is not
-        queued again."""
-        with self.lock, self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            row = self.db.execute("SELECT id FROM webhook_jobs WHERE dedupe=?", (d.dedupe,)).fetchone()
-            if row:
-                return row[0], False
-            cur = self.db.execute(
-                "INSERT INTO webhook_jobs (dedupe, repo_type, repo_id, event, payload, state, created_at) "
-                "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
-                (d.dedupe, d.repo_type, d.repo_id, d.event, json.dumps(d.payload), time.time()))  # fmt: skip
-            return cur.lastrowid, True
-
-    def recover(self) -> int:
-        """On startup: jobs whose lease is held by a process that is gone go back to pending."""
-        with self.lock, self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            rows = self.db.execute("SELECT id, lease, lease_until FROM webhook_jobs WHERE state='running'").fetchall()
-            dead = [(i,) for i, lease, until in rows if lease is None or until < time.time() or lease_dead(lease)]
-            self.db.executemany("UPDATE webhook_jobs SET state='pending', lease=NULL, not_before=0 WHERE id=?", dead)
-        return len(dead)
-
-    def claim(self) -> dict[str, Any] | None:
-        """One due job, under this process's lease. A repository is scanned by one job at a
-        time (they share its mirror), and a job whose lease died or expired is taken over."""
-        now = time.time()
-        with self.lock, self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            running = self.db.execute("SELECT id, repo_type, repo_id, lease, lease_until FROM webhook_jobs "
-                                      "WHERE state='running'").fetchall()  # fmt: skip
-            busy = set()
-            stale = []
-            for i, rt, rid, lease, until in running:
-                if lease is None or until < now or lease_dead(lease):
-                    stale.append(i)
-                else:
-                    busy.add((rt, rid))
-            # a job that killed its process every time is parked, not taken over again and again
-            self.db.execute(f"UPDATE webhook_jobs SET state='parked', lease=NULL, last_error=coalesce(last_error, "
-                            f"'interrupted (process killed) on every attempt') WHERE id IN ({','.join('?' * len(stale))}) "
-                            "AND attempts>=?", (*stale, self.max_attempts))  # fmt: skip
-            stale = [i for (i,) in self.db.execute(f"SELECT id FROM webhook_jobs WHERE state='running' AND id IN "
-                                                   f"({','.join('?' * len(stale))})", stale)]  # fmt: skip
-            candidates = self.db.execute(
-                "SELECT id, repo_type, repo_id FROM webhook_jobs WHERE (state IN ('pending', 'failed') AND not_before<=?) "
-                f"OR id IN ({','.join('?' * len(stale))}) ORDER BY id", (now, *stale)).fetchall()  # fmt: skip
-            job = next((c for c in candidates if (c[1], c[2]) not in busy), None)
-            if job is None:
-                return None
-            self.db.execute("UPDATE webhook_jobs SET state='running', lease=?, lease_until=?, attempts=attempts+1, "
-                            "started_at=? WHERE id=?", (self.owner, now + LEASE_SECONDS, now, job[0]))  # fmt: skip
-            row = self.db.execute("SELECT id, repo_type, repo_id, event, payload, attempts FROM webhook_jobs WHERE id=?",
-                                  (job[0],)).fetchone()  # fmt: skip
-        return dict(zip(("id", "repo_type", "repo_id", "event", "payload", "attempts"), row))
-
-    def renew(self) -> None:
-        with self.lock, self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("UPDATE webhook_jobs SET lease_until=? WHERE state='running' AND lease=?",
-                            (time.time() + LEASE_SECONDS, self.owner))  # fmt: skip
-
-    def done(self, job_id: int, repo: str, findings: list, seconds: float) -> list:
-        """Record the findings (once each, whatever the retries) and finish the job, in one
-        transaction. Returns the findings new to the store."""
-        now = time.time()
-        with self.lock, self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            new = record_repo_findings(self.db, repo, findings, f"job {job_id}", now)
-            self.db.execute("UPDATE webhook_jobs SET state='done', lease=NULL, last_error=NULL, findings=?, "
-                            "finished_at=?, seconds=? WHERE id=? AND lease=?",
-                            (len(findings), now, seconds, job_id, self.owner))  # fmt: skip
-        return new
-
-    def failed(self, job_id: int, attempts: int, error: str) -> str:
-        parked = attempts >= self.max_attempts
-        state = "parked" if parked else "failed"
-        with self.lock, self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("UPDATE webhook_jobs SET state=?, lease=NULL, last_error=?, not_before=?, finished_at=? "
-                            "WHERE id=? AND lease=?",
-                            (state, error[:500], time.time() + min(600.0, 5.0 * 2 ** (attempts - 1)), time.time(),
-                             job_id, self.owner))  # fmt: skip
-        return state
-
-    def depth(self) -> int:
-        """Jobs waiting or running: what a full queue is measured by."""
-        with self.lock:
-            return self.db.execute("SELECT count(*) FROM webhook_jobs WHERE state IN ('pending', 'failed', 'running')").fetchone()[0]
-
-    def release_mine(self) -> None:
-        """On a clean shutdown: what this process still runs goes back to pending, the
-        interrupted attempt not counted."""
-        with self.lock, self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("UPDATE webhook_jobs SET state='pending', lease=NULL, attempts=max(attempts-1, 0) "
-                            "WHERE state='running' AND lease=?", (self.owner,))  # fmt: skip
-
-    def metrics(self) -> dict[str, Any]:
-        with self.lock:
-            states = dict(self.db.execute("SELECT state, count(*) FROM webhook_jobs GROUP BY state").fetchall())
-            verification = dict(self.db.execute("SELECT verification, count(*) FROM repo_findings GROUP BY verification").fetchall())
-            cols = ", ".join(f"sum(seconds <= {b})" for b in LATENCY_BUCKETS)
-            row = self.db.execute(f"SELECT count(*), coalesce(sum(seconds), 0), {cols} FROM webhook_jobs "
-                                  "WHERE state='done' AND seconds IS NOT NULL").fetchone()  # fmt: skip
-        return {"states": states, "verification": verification, "latency": row}
-
-
 # ---- the service ---------------------------------------------------------------------------
 
 
@@ -328,7 +174,8 @@ class Service:
         from .detectors import load_rules
 
         self.config = config
-        self.queue = Queue(config.db, config.max_attempts)
+        self.queue = Queue(connect(config.db, threads=True), "webhook", max_attempts=config.max_attempts,
+                           lease=LEASE_SECONDS)  # fmt: skip
         self.ruleset = load_rules()
         self.wake = threading.Event()
         self.stopping = threading.Event()
@@ -339,6 +186,23 @@ class Service:
         self.threads: list[threading.Thread] = []
         self.in_request: set[web.RequestHandler] = set()  # connections inside a handler now
         self.evicted = 0
+
+    def enqueue(self, d: Delivery) -> tuple[int, bool]:
+        """(job id, whether it is new): a delivery already queued, running or done is not queued again."""
+        return self.queue.enqueue(d.dedupe, {"repo": f"{d.repo_type}/{d.repo_id}", "repo_type": d.repo_type,
+                                             "repo_id": d.repo_id, **d.payload})  # fmt: skip
+
+    def depth(self) -> int:
+        """Jobs waiting or running: what a full queue is measured by."""
+        counts = self.queue.counts()
+        return sum(counts.get(s, 0) for s in ("pending", "failed", "running"))
+
+    def stats(self) -> dict[str, Any]:
+        count, total, buckets = self.queue.latency(LATENCY_BUCKETS)
+        with self.queue.lock:
+            verification = dict(self.queue.db.execute("SELECT verification, count(*) FROM repo_findings "
+                                                      "GROUP BY verification").fetchall())  # fmt: skip
+        return {"states": self.queue.counts(), "verification": verification, "latency": (count, total, *buckets)}
 
     # HTTP
 
@@ -354,7 +218,7 @@ class Service:
         if request.content_length is not None and request.content_length > self.config.max_body:
             return self._answer("too_large", 413, {"error": f"body larger than {self.config.max_body} bytes"}, close=True)
         loop = asyncio.get_running_loop()
-        if await loop.run_in_executor(None, self.queue.depth) >= self.config.max_queue:
+        if await loop.run_in_executor(None, self.depth) >= self.config.max_queue:
             return self._answer("queue_full", 503, {"error": f"the queue is full ({self.config.max_queue} jobs waiting): "
                                                     f"retry in {RETRY_AFTER} s"},
                                 headers={"Retry-After": str(RETRY_AFTER)}, close=True)  # fmt: skip
@@ -374,7 +238,7 @@ class Service:
             return self._answer("invalid", 400, {"error": "body is not a webhook payload: JSON nested too deeply"})
         if not delivery.scan:
             return self._answer("ignored", 202, {"ignored": f"{delivery.event}: nothing to scan"})
-        job, new = await loop.run_in_executor(None, self.queue.enqueue, delivery)
+        job, new = await loop.run_in_executor(None, self.enqueue, delivery)
         if new:
             self.wake.set()
         return self._answer("accepted" if new else "duplicate", 202, {"job": job, "duplicate": not new})
@@ -391,7 +255,7 @@ class Service:
         return web.Response(text="ok")
 
     async def metrics(self, request: web.Request) -> web.Response:
-        m = await asyncio.get_running_loop().run_in_executor(None, self.queue.metrics)
+        m = await asyncio.get_running_loop().run_in_executor(None, self.stats)
         states = m["states"]
         lines = [
             "# HELP leakscan_queue_jobs Jobs in the queue by state.", "# TYPE leakscan_queue_jobs gauge",
@@ -478,7 +342,7 @@ class Service:
     def _work(self) -> None:
         while not self.stopping.is_set():
             try:
-                job = self.queue.claim()
+                job = next(iter(self.queue.claim(exclusive_by="repo")), None)
             except sqlite3.Error as exc:
                 log(f"cannot claim a job: {exc}")
                 job = None
@@ -494,41 +358,38 @@ class Service:
                 with self.busy_lock:
                     self.running -= 1
 
-    def _run(self, job: dict[str, Any]) -> None:
+    def _run(self, job: Job) -> None:
         from .pipeline import scan_hub_repo
         from .scan import Scanner
         from .sources.hub import HubRepo, endpoint
-        from .store import Store
 
-        label = f"{job['repo_type']}s/{job['repo_id']}" if job["repo_type"] != "model" else job["repo_id"]
+        kind, name = job.payload["repo_type"], job.payload["repo_id"]
+        label = f"{kind}s/{name}" if kind != "model" else name
         started = time.monotonic()
         try:
             if getattr(self.local, "scanner", None) is None:
                 self.local.scanner = Scanner(self.ruleset)
-            hub_repo = HubRepo(job["repo_type"], job["repo_id"], endpoint())
+            hub_repo = HubRepo(kind, name, endpoint())
             result = scan_hub_repo(hub_repo, self.local.scanner, store_path=self.config.db, verify=self.config.verify,
                                    max_bytes=self.config.max_repo_bytes)  # fmt: skip
-            store = Store(self.config.db)
-            try:
-                if self.config.callbacks:
-                    from .revoke.deliver import flush
-                    from .revoke.outbox import Outbox
+            if self.config.callbacks:
+                from .revoke.outbox import revoke
 
-                    outbox = Outbox(store.db)
-                    outbox.enqueue(result.findings, self.config.callbacks, hub_repo.web_url)
-                    asyncio.run(flush(outbox))
-            finally:
-                store.close()
+                revoke(self.config.db, result.findings, self.config.callbacks, hub_repo.web_url)
             seconds = time.monotonic() - started
-            new = self.queue.done(job["id"], hub_repo.label, result.findings, seconds)
+            # the findings and the job's end in one transaction: a retried job never records twice
+            with self.queue.lock, transaction(self.queue.db):
+                new = record_repo_findings(self.queue.db, hub_repo.label, result.findings, f"job {job.id}", time.time())
+                self.queue.done(job.id, findings=len(result.findings))
         except Exception as exc:  # HubError, git and network failures: retried, then parked
             detail = scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, [self.config.secret])[:300]
-            state = self.queue.failed(job["id"], job["attempts"], detail)
-            log(f"job {job['id']} ({label}) attempt {job['attempts']}: {detail} ({state})")
+            retried = self.queue.retry(job.id, detail)
+            state = "lease lost" if retried is None else "parked" if retried.state == "parked" else "will retry"
+            log(f"job {job.id} ({label}) attempt {job.attempts}: {scrub(detail)} ({state})")
             return
-        log(f"job {job['id']} ({label}): {len(result.findings)} findings, {len(new)} new, {seconds:.2f} s")
+        log(f"job {job.id} ({label}): {len(result.findings)} findings, {len(new)} new, {seconds:.2f} s")
         if new and self.config.notify:
-            self._notify(hub_repo.label, job["id"], new)
+            self._notify(hub_repo.label, job.id, new)
 
     def _notify(self, repo: str, job_id: int, findings: list) -> None:
         """POST the new findings, redacted (best effort: the store has them either way), through
@@ -577,7 +438,7 @@ class Service:
             while self.running and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             self.queue.release_mine()  # what did not finish is retried by the next start
-            self.queue.close()
+            self.queue.db.close()
             log("stopped")
 
 

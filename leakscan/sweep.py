@@ -3,17 +3,18 @@ changed since the last pass and resuming where a killed pass stopped.
 
 A pass lists models, datasets and Spaces through huggingface_hub (every page, most recently
 modified first, each item with its `sha` and `lastModified`), records them in `sweep_repos` in
-the store's SQLite database, and scans each repository whose (sha, lastModified) differs from
-the one its last successful scan saw. Scans run in a local process pool or as Ray tasks — the
-same worker function, `scan_one` — and return their findings; the driver alone writes the sweep
-state, the findings table (keyed by repository, fingerprint and commit: no raw secret at rest),
-the JSONL output and the revocation outbox. Workers only share the caches (blob scan cache and
-verification verdicts, both keyed by content).
+the store, and queues a job (the store's jobs queue, kind `sweep`) for each repository whose
+(sha, lastModified) differs from the one its last successful scan saw. Scans run in a local
+process pool or as Ray tasks — the same worker function, `scan_one` — and return their findings;
+the driver alone claims jobs and writes the sweep state, the findings table (keyed by repository,
+fingerprint and commit: no raw secret at rest), the JSONL output and the revocation outbox.
+Workers only share the caches (blob scan cache and verification verdicts, both keyed by content).
 
-A repository is marked done in the same transaction that records its findings, so a pass killed
-at any moment and run again continues with what is not done and never records a scan twice. A
-failing repository is retried with exponential backoff, then parked with its error until its
-sha changes. One sweep at a time per database: a POSIX lock on `<db>.sweep.lock`.
+A job is done in the same transaction that records its findings, so a pass killed at any moment
+and run again continues with what is not done (the dead driver's leases are taken over) and never
+records a scan twice. A failing repository is retried with exponential backoff, then parked with
+its error until its sha changes. One sweep at a time per database: a POSIX lock on
+`<db>.sweep.lock`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import fcntl
 import json
 import os
 import re
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -30,53 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .store import REPO_FINDINGS_SCHEMA, record_repo_findings, recorded
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sweep_repos (
-    repo_type TEXT NOT NULL,
-    repo_id TEXT NOT NULL,
-    sha TEXT,                         -- main's sha as last listed
-    last_modified TEXT,               -- as last listed
-    scanned_sha TEXT,                 -- what the last successful scan saw
-    scanned_modified TEXT,
-    status TEXT NOT NULL,             -- pending | done | failed (will retry) | parked
-    attempts INTEGER NOT NULL DEFAULT 0,
-    not_before REAL NOT NULL DEFAULT 0,
-    last_error TEXT,
-    findings INTEGER,
-    seconds REAL,                     -- duration of the last successful scan
-    listed_pass INTEGER,
-    scanned_at REAL,
-    PRIMARY KEY (repo_type, repo_id)
-);
-CREATE INDEX IF NOT EXISTS sweep_repos_status ON sweep_repos (status);
-CREATE TABLE IF NOT EXISTS sweep_passes (
-    id INTEGER PRIMARY KEY,
-    pid INTEGER NOT NULL,
-    started_at REAL NOT NULL,
-    finished_at REAL,
-    listed INTEGER NOT NULL DEFAULT 0,
-    unchanged INTEGER NOT NULL DEFAULT 0,
-    scanned INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0,
-    parked INTEGER NOT NULL DEFAULT 0,
-    findings INTEGER NOT NULL DEFAULT 0,
-    new_findings INTEGER NOT NULL DEFAULT 0
-);
--- one row per completed scan: the audit trail of "no repository scanned twice for one sha"
-CREATE TABLE IF NOT EXISTS sweep_scans (
-    repo TEXT NOT NULL,
-    sha TEXT,
-    pass_id INTEGER NOT NULL,
-    worker TEXT,
-    seconds REAL NOT NULL,
-    findings INTEGER NOT NULL,
-    finished_at REAL NOT NULL
-);
-"""
+from .store import connect, transaction
+from .store.db import make_dirs, open_private
+from .store.findings import record_repo_findings, recorded
+from .store.jobs import Job, Queue
 
 TYPES = ("model", "dataset", "space")
+LEASE_SECONDS = 300.0
 _EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 
 
@@ -126,7 +86,7 @@ class SweepLock:
         self.fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -152,14 +112,6 @@ class SweepLock:
 
 
 # ---- state ----------------------------------------------------------------------------------
-
-
-def connect(path: Path | str) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=60, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.executescript(SCHEMA + REPO_FINDINGS_SCHEMA)
-    return db
 
 
 def label(repo_type: str, repo_id: str) -> str:
@@ -220,7 +172,7 @@ def scan_one(task: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     if task.get("hub_cache"):
         os.environ["LEAKSCAN_HUB_CACHE"] = task["hub_cache"]
-    out: dict[str, Any] = {"key": (task["repo_type"], task["repo_id"]), "sha": task["sha"],
+    out: dict[str, Any] = {"key": (task["repo_type"], task["repo_id"]), "job": task["job"], "sha": task["sha"],
                            "modified": task["modified"], "worker": f"{socket.gethostname()}:{os.getpid()}"}  # fmt: skip
     try:
         if _SCANNER is None:
@@ -332,7 +284,7 @@ class RayExecutor:
 
 
 def _lost(task: dict, error: str) -> dict:
-    return {"key": (task["repo_type"], task["repo_id"]), "sha": task["sha"], "modified": task["modified"],
+    return {"key": (task["repo_type"], task["repo_id"]), "job": task["job"], "sha": task["sha"], "modified": task["modified"],
             "error": error, "seconds": 0.0, "worker": None}  # fmt: skip
 
 
@@ -368,7 +320,7 @@ class Outputs:
                     self.seen.add((d.get("repo", ""), d["fingerprint"], d.get("commit") or ""))
                 except (ValueError, KeyError, TypeError):
                     continue
-        self.fh = open(path, "a", encoding="utf-8") if path is not None else sys.stdout
+        self.fh = open_private(path, "a") if path is not None else sys.stdout
 
     def write(self, repo: str, findings: list) -> None:
         wrote = False
@@ -395,12 +347,14 @@ def run_pass(opts: Options, *, log: Callable[[str], None] | None = None) -> Pass
 
     log = log or (lambda m: print(m, file=sys.stderr))
     base = hub_endpoint()
-    db = connect(opts.db)
+    db = connect(opts.db, timeout=60)
+    queue = Queue(db, "sweep", max_attempts=opts.max_attempts, backoff=opts.backoff, max_backoff=3600.0,
+                  lease=LEASE_SECONDS)  # fmt: skip
     started = time.monotonic()
     pass_id = db.execute("INSERT INTO sweep_passes (pid, started_at) VALUES (?, ?)", (os.getpid(), time.time())).lastrowid
     report = PassReport(pass_id)
     try:
-        # 1. the listing, recorded as it comes (every page); a changed sha puts a repo back to pending
+        # 1. the listing (every page), recorded; what changed since its last scan gets a job
         listed: list[Listed] = []
         try:
             for item in enumerate_hub(base, opts.types, opts.author, opts.search, opts.limit):
@@ -411,38 +365,27 @@ def run_pass(opts: Options, *, log: Callable[[str], None] | None = None) -> Pass
             detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise SweepError(f"cannot list repositories on {base}: {detail}") from None
         listed.sort(key=lambda i: i.last_modified or "", reverse=True)  # most recently modified first
-        with db:
-            db.execute("BEGIN IMMEDIATE")
+        changed = []
+        with transaction(db):
             for i in listed:
-                db.execute(
-                    "INSERT INTO sweep_repos (repo_type, repo_id, sha, last_modified, status, listed_pass) "
-                    "VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT (repo_type, repo_id) DO UPDATE SET "
-                    "status = CASE WHEN excluded.sha IS NOT sweep_repos.scanned_sha "
-                    "  OR excluded.last_modified IS NOT sweep_repos.scanned_modified THEN "
-                    "    CASE WHEN sweep_repos.status IN ('failed', 'parked') AND excluded.sha IS sweep_repos.sha "
-                    "         AND excluded.last_modified IS sweep_repos.last_modified THEN sweep_repos.status "
-                    "         ELSE 'pending' END "
-                    "  ELSE 'done' END, "
-                    "attempts = CASE WHEN excluded.sha IS sweep_repos.sha AND excluded.last_modified IS sweep_repos.last_modified "
-                    "  THEN sweep_repos.attempts ELSE 0 END, "
-                    "sha = excluded.sha, last_modified = excluded.last_modified, listed_pass = excluded.listed_pass",
-                    (i.repo_type, i.repo_id, i.sha, i.last_modified, pass_id))  # fmt: skip
-        report.listed = len(listed)
-        order = {(i.repo_type, i.repo_id): n for n, i in enumerate(listed)}
-        todo = [r for r in db.execute(
-            "SELECT repo_type, repo_id, sha, last_modified, attempts, not_before FROM sweep_repos "
-            "WHERE listed_pass=? AND status IN ('pending', 'failed')", (pass_id,)).fetchall()]  # fmt: skip
-        todo.sort(key=lambda r: order[(r[0], r[1])])
-        report.unchanged = report.listed - len(todo) - db.execute(
-            "SELECT count(*) FROM sweep_repos WHERE listed_pass=? AND status='parked'", (pass_id,)).fetchone()[0]  # fmt: skip
-        report.parked = db.execute("SELECT count(*) FROM sweep_repos WHERE listed_pass=? AND status='parked'",
-                                   (pass_id,)).fetchone()[0]  # fmt: skip
+                scanned = db.execute(
+                    "INSERT INTO sweep_repos (repo_type, repo_id, sha, last_modified, listed_pass) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (repo_type, repo_id) DO UPDATE SET sha=excluded.sha, last_modified=excluded.last_modified, "
+                    "listed_pass=excluded.listed_pass RETURNING scanned_sha, scanned_modified",
+                    (i.repo_type, i.repo_id, i.sha, i.last_modified, pass_id)).fetchall()[0]  # fmt: skip
+                if tuple(scanned) != (i.sha, i.last_modified):  # a new sha starts a parked job over
+                    key = label(i.repo_type, i.repo_id)
+                    queue.enqueue(key, {"repo_type": i.repo_type, "repo_id": i.repo_id, "sha": i.sha,
+                                        "modified": i.last_modified}, replace=True)  # fmt: skip
+                    changed.append(key)
+        due = {j.key: j.not_before for j in queue.jobs("pending", "running")}
+        todo = {k: due[k] for k in changed if k in due}  # the rest of what changed is parked
+        report.listed, report.unchanged, report.parked = len(listed), len(listed) - len(changed), len(changed) - len(todo)
         log(f"pass {pass_id}: {report.listed} repositories listed, {len(todo)} to scan, "
             f"{report.unchanged} unchanged, {report.parked} parked")  # fmt: skip
         if todo:
-            _scan_all(opts, db, base, pass_id, todo, report, log)
-        report.parked = db.execute("SELECT count(*) FROM sweep_repos WHERE listed_pass=? AND status='parked'",
-                                   (pass_id,)).fetchone()[0]  # fmt: skip
+            _scan_all(opts, db, queue, base, pass_id, todo, report, log)
+        report.parked += report.failed
     finally:
         report.seconds = time.monotonic() - started
         db.execute("UPDATE sweep_passes SET finished_at=?, listed=?, unchanged=?, scanned=?, failed=?, parked=?, "
@@ -453,95 +396,78 @@ def run_pass(opts: Options, *, log: Callable[[str], None] | None = None) -> Pass
     return report
 
 
-def _scan_all(opts: Options, db: sqlite3.Connection, base: str, pass_id: int, todo: list, report: PassReport,
+def _scan_all(opts: Options, db, queue: Queue, base: str, pass_id: int, waiting: dict[str, float], report: PassReport,
               log: Callable[[str], None]) -> None:  # fmt: skip
-    from .sources.hub import cache_dir
+    """Claim this pass's jobs (`waiting`: key → when it is due) as workers free up, and record
+    what they return, until none is left."""
+    from .sources.hub import HubRepo, cache_dir
 
     outputs = Outputs(opts.output, opts.redact)
-    outbox = None
-    if opts.callbacks:
-        from .revoke.outbox import Outbox
-
-        outbox = Outbox(db)
-    queue = [dict(repo_type=r[0], repo_id=r[1], sha=r[2], modified=r[3], attempts=r[4], not_before=r[5]) for r in todo]
     common = {"endpoint": base, "hub_cache": str(cache_dir()), "cache_db": str(opts.db), "verify": opts.verify,
               "discussions": opts.discussions, "max_bytes": opts.max_repo_bytes}  # fmt: skip
     limit = opts.in_flight or max(1, opts.workers * 2)
     executor = RayExecutor(opts.workers, opts.ray_address) if (opts.ray or opts.ray_address) else LocalExecutor(opts.workers)
-    bar = _Bar(len(queue)) if opts.progress else None
+    bar = _Bar(len(waiting)) if opts.progress else None
     try:
-        while queue or executor.running:
+        while waiting or executor.running:
             now = time.time()
-            ready = [t for t in queue if t["not_before"] <= now]
-            for task in ready:
-                if len(executor.running) >= limit:
-                    break
-                queue.remove(task)
-                executor.submit({**common, **task})
-            wait_for = None
-            if queue and not ready:
-                wait_for = max(0.05, min(t["not_before"] for t in queue) - now)
-                if not executor.running:
-                    time.sleep(wait_for)
-                    continue
-            for res in executor.wait(wait_for if queue else None):
-                retry = _record(opts, db, outputs, outbox, pass_id, res, report)
+            free = limit - len(executor.running)
+            for job in queue.claim(free, accept=lambda j: j.key in waiting) if free > 0 else ():
+                del waiting[job.key]
+                executor.submit({**common, **job.payload, "job": job.id})
+            if not executor.running:
+                for key in [k for k, t in waiting.items() if t <= now]:  # due, yet someone else holds it
+                    del waiting[key]
+                if waiting:
+                    time.sleep(max(0.05, min(waiting.values()) - time.time()))
+                continue
+            soonest = min(waiting.values(), default=now + LEASE_SECONDS)
+            for res in executor.wait(min(LEASE_SECONDS / 4, max(0.05, soonest - time.time()))):
+                if opts.callbacks and any(f.verification == "verified" for f in res.get("findings", [])):
+                    from .revoke.outbox import revoke
+
+                    # queued before the job is done: a kill in between finds and queues them again
+                    r = revoke(opts.db, res["findings"], opts.callbacks, HubRepo(*res["key"], base).web_url)
+                    log(f"{label(*res['key'])}: revocation: {r.new} new, {r.delivered} delivered, {r.pending} pending")
+                retry = _record(db, queue, outputs, pass_id, res, report)
                 if retry is not None:
-                    queue.append(retry)
+                    waiting[retry.key] = retry.not_before
                 if bar:
                     bar.advance(report)
+            queue.renew()
     finally:
         executor.close()
         outputs.close()
+        queue.release_mine()
         if bar:
             bar.stop()
-    if outbox is not None:
-        import asyncio
-
-        from .revoke.deliver import flush
-
-        delivered = asyncio.run(flush(outbox))
-        pending = outbox.pending()
-        log(f"revocation: {delivered.delivered} delivered, {pending} pending")
 
 
-def _record(opts: Options, db: sqlite3.Connection, outputs: Outputs, outbox, pass_id: int, res: dict,
-            report: PassReport) -> dict | None:  # fmt: skip
-    """The driver records one worker result; returns the task to retry, if any."""
-    repo_type, repo_id = res["key"]
-    name = label(repo_type, repo_id)
-    now = time.time()
+def _record(db, queue: Queue, outputs: Outputs, pass_id: int, res: dict, report: PassReport) -> Job | None:
+    """The driver records one worker result; returns the job if it is to be retried."""
+    name = label(*res["key"])
     if "error" in res:
-        attempts = db.execute("SELECT attempts FROM sweep_repos WHERE repo_type=? AND repo_id=?",
-                              (repo_type, repo_id)).fetchone()[0] + 1  # fmt: skip
-        parked = attempts >= opts.max_attempts
-        not_before = now + opts.backoff * 2 ** (attempts - 1)
-        db.execute("UPDATE sweep_repos SET status=?, attempts=?, not_before=?, last_error=? WHERE repo_type=? AND repo_id=?",
-                   ("parked" if parked else "failed", attempts, not_before, res["error"], repo_type, repo_id))  # fmt: skip
-        if parked:
-            report.failed += 1
-            report.rows.append((name, "parked", f"after {attempts} attempts: {res['error']}"))
-            return None
-        return dict(repo_type=repo_type, repo_id=repo_id, sha=res["sha"], modified=res["modified"], attempts=attempts,
-                    not_before=not_before)  # fmt: skip
+        job = queue.retry(res["job"], res["error"])
+        if job is None or job.state != "parked":
+            return job
+        report.failed += 1
+        report.rows.append((name, "parked", f"after {job.attempts} attempts: {job.last_error}"))
+        return None
     findings = res["findings"]
     for w in res.get("warnings", []):
         report.warnings.append(f"{name}: {w}")
     known = {id(f) for f in recorded(db, name, findings)}
     new = [f for f in findings if id(f) not in known]
     outputs.write(name, new)  # before the commit: a kill in between is deduped by the output file
-    with db:
-        db.execute("BEGIN IMMEDIATE")
+    now = time.time()
+    with transaction(db):
+        if not queue.done(res["job"], findings=len(findings)):
+            return None  # its lease was lost: whoever holds it now records it
         record_repo_findings(db, name, findings, f"pass {pass_id}", now)
-        db.execute("UPDATE sweep_repos SET status='done', attempts=0, not_before=0, last_error=NULL, scanned_sha=?, "
-                   "scanned_modified=?, findings=?, seconds=?, scanned_at=? WHERE repo_type=? AND repo_id=?",
-                   (res["sha"], res["modified"], len(findings), res["seconds"], now, repo_type, repo_id))  # fmt: skip
+        db.execute("UPDATE sweep_repos SET scanned_sha=?, scanned_modified=?, findings=?, seconds=?, scanned_at=? "
+                   "WHERE repo_type=? AND repo_id=?", (res["sha"], res["modified"], len(findings), res["seconds"], now, *res["key"]))  # fmt: skip
         db.execute("INSERT INTO sweep_scans VALUES (?, ?, ?, ?, ?, ?, ?)",
                    (name, res["sha"], pass_id, res.get("worker"), res["seconds"], len(findings), now))  # fmt: skip
-    if outbox is not None and findings:
-        from .sources.hub import HubRepo, endpoint
-
-        outbox.enqueue(findings, opts.callbacks, HubRepo(repo_type, repo_id, endpoint()).web_url)
     report.scanned += 1
     report.findings += len(findings)
     report.new_findings += len(new)
@@ -577,25 +503,27 @@ class _Bar:
 def status(db_path: Path) -> dict[str, Any]:
     db = connect(db_path)
     try:
-        counts = dict(db.execute("SELECT status, count(*) FROM sweep_repos GROUP BY status").fetchall())
+        queue = Queue(db, "sweep")
+        counts = queue.counts()
+        failing = sorted((j for j in queue.jobs("pending", "parked") if j.last_error), key=lambda j: (-j.attempts, j.key))
         cols = ["id", "pid", "started_at", "finished_at", "listed", "unchanged", "scanned", "failed", "parked",
                 "findings", "new_findings"]  # fmt: skip
         last = db.execute(f"SELECT {', '.join(cols)} FROM sweep_passes ORDER BY id DESC LIMIT 1").fetchone()
         slowest = db.execute("SELECT repo_type, repo_id, seconds, findings FROM sweep_repos WHERE seconds IS NOT NULL "
                              "ORDER BY seconds DESC LIMIT 5").fetchall()  # fmt: skip
-        failing = db.execute("SELECT repo_type, repo_id, status, attempts, last_error FROM sweep_repos "
-                             "WHERE status IN ('failed', 'parked') ORDER BY attempts DESC, repo_id LIMIT 20").fetchall()  # fmt: skip
         total_findings = db.execute("SELECT count(*) FROM repo_findings").fetchone()[0]
         passes = db.execute("SELECT count(*) FROM sweep_passes").fetchone()[0]
     finally:
         db.close()
     return {
-        "counts": {s: counts.get(s, 0) for s in ("pending", "done", "failed", "parked")},
+        "counts": {"pending": counts["pending"] + counts["running"], "done": counts["done"], "failed": counts["failed"],
+                   "parked": counts["parked"]},
         "passes": passes,
         "last_pass": dict(zip(cols, last)) if last else None,
         "findings": total_findings,
         "slowest": [{"repo": label(t, i), "seconds": round(s, 3), "findings": n} for t, i, s, n in slowest],
-        "failing": [{"repo": label(t, i), "status": st, "attempts": a, "error": e} for t, i, st, a, e in failing],
+        "failing": [{"repo": j.key, "status": "parked" if j.state == "parked" else "failed", "attempts": j.attempts,
+                     "error": j.last_error} for j in failing[:20]],
     }
 
 

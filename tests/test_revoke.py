@@ -8,10 +8,13 @@ import hmac
 import json
 import os
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -260,3 +263,63 @@ def test_a_redirecting_receiver_is_not_followed_and_errors_carry_no_token(tmp_pa
     assert flushed.code == 1 and "leakscan: delivery failed: HTTP 302 (a redirect: not followed)" in flushed.err
     shown = run.out + run.err + flushed.out + flushed.err + json.dumps(listing)
     assert not any(t in shown for t in live)
+
+
+def holders(root, *secrets: str) -> list[str]:
+    """Every file under `root` (the store, its -wal/-shm, the tokens file…) holding a secret's bytes."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.is_file() and any(s.encode() in p.read_bytes() for s in secrets))  # fmt: skip
+
+
+def test_pending_tokens_live_only_in_a_private_tokens_file_gone_once_delivered_even_with_a_reader_open(tmp_path, acme, provider):
+    stand_in, live = provider
+    db = tmp_path / "state" / "store.sqlite3"  # a directory leakscan creates
+    port = free_port()
+    run = leakscan("scan", plant(tmp_path / "repo", live), "--rules", acme, "--db", db,
+                   "--revoke-webhook", f"http://127.0.0.1:{port}/r", env=scan_env(stand_in.url))  # fmt: skip
+    assert "revocation: 2 new deliveries, 0 delivered, 2 pending" in run.err, run.err
+    assert holders(db.parent, *live) == ["store.sqlite3.tokens"]  # never the store itself
+    assert [p.stat().st_mode & 0o777 for p in (db.parent, db, Path(f"{db}.tokens"))] == [0o700, 0o600, 0o600]
+    reader = sqlite3.connect(db)
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM leaks").fetchone() == (2,)  # a read transaction across the wipe
+        receiver = Receiver()
+        with StandIn(receiver, port=port):
+            flush = leakscan("revoke", "flush", "--db", db, env={"LEAKSCAN_REVOKE_SECRET": SECRET})
+        assert flush.out.strip() == "2 delivered, 0 failed, 0 pending", flush.out + flush.err
+        assert receiver.acked == Counter({live[0]: 1, live[1]: 1})
+        assert holders(db.parent, *live) == [] and not Path(f"{db}.tokens").exists()
+    finally:
+        reader.close()
+    assert holders(db.parent, *live) == []
+
+
+def test_a_dead_receiver_parks_the_delivery_after_five_flushes_and_its_token_is_wiped(tmp_path, acme, provider):
+    stand_in, live = provider
+    db = tmp_path / "state" / "store.sqlite3"
+    # a port bound and never listened on: refused for the whole test, and no other test can take it
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    hook = f"http://127.0.0.1:{dead.getsockname()[1]}/nobody-listens"
+    root = plant(tmp_path / "repo", live[:1])
+    run = leakscan("scan", root, "--rules", acme, "--db", db, "--revoke-webhook", hook, env=scan_env(stand_in.url))
+    assert "revocation: 1 new deliveries, 0 delivered, 1 pending" in run.err, run.err  # attempt 1
+    again = leakscan("scan", root, "--rules", acme, "--db", db, "--revoke-webhook", hook, env=scan_env(stand_in.url))
+    assert "revocation: 0 new deliveries, 0 delivered, 1 pending" in again.err  # an automatic flush waits out the backoff
+
+    def listed() -> tuple:
+        (row,) = json.loads(leakscan("revoke", "list", "--db", db, "-f", "json").out)
+        return row["state"], row["attempts"]
+
+    assert listed() == ("pending", 1)
+    for attempt in (2, 3, 4):  # `revoke flush` does not wait, and counts an attempt
+        flush = leakscan("revoke", "flush", "--db", db, env={"LEAKSCAN_REVOKE_SECRET": SECRET})
+        assert (flush.code, flush.out.strip()) == (1, "0 delivered, 1 failed, 1 pending")
+        assert listed() == ("pending", attempt) and holders(db.parent, *live) == ["store.sqlite3.tokens"]
+    last = leakscan("revoke", "flush", "--db", db, env={"LEAKSCAN_REVOKE_SECRET": SECRET})
+    assert (last.code, last.out.strip()) == (0, "0 delivered, 1 failed, 0 pending")
+    assert last.err.startswith("leakscan: delivery failed: cannot deliver: cannot connect: ")
+    assert listed() == ("parked", 5)
+    assert holders(db.parent, *live) == [] and not Path(f"{db}.tokens").exists()
+    dead.close()

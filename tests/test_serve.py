@@ -104,7 +104,7 @@ class Service:
     def wait(self, job: int, states=("done", "parked"), timeout: float = 30) -> tuple:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            rows = self.query("SELECT state, attempts, last_error FROM webhook_jobs WHERE id=?", job)
+            rows = self.query("SELECT state, attempts, last_error FROM jobs WHERE id=? AND kind='webhook'", job)
             if rows and rows[0][0] in states:
                 return rows[0]
             time.sleep(0.1)
@@ -182,7 +182,7 @@ def test_pushes_and_comments_are_scanned_once_recorded_once_and_notified(hub, tm
             assert code == 202 and svc.wait(body["job"])[0] == "done"
             assert svc.query("SELECT count(*) FROM repo_findings") == [(3,)]
             assert svc.query("SELECT path, commit_id FROM repo_findings WHERE path='eval.py'") == [("eval.py", second)]
-            assert svc.query("SELECT count(*) FROM webhook_jobs") == [(3,)]
+            assert svc.query("SELECT count(*) FROM jobs WHERE kind='webhook'") == [(3,)]
 
             m = svc.metrics()
             assert m['leakscan_jobs_done_total'] == 3 and m['leakscan_queue_jobs{state="pending"}'] == 0
@@ -219,7 +219,7 @@ def test_bad_deliveries_are_refused_and_failing_jobs_parked(hub, tmp_path):
         ]:
             code, body = svc.post(broken)
             assert code == 400 and reason in body["error"], body
-        assert svc.query("SELECT count(*) FROM webhook_jobs") == [(0,)]
+        assert svc.query("SELECT count(*) FROM jobs WHERE kind='webhook'") == [(0,)]
         # a repository the Hub does not know: the job fails and, after --max-attempts, is parked
         code, body = svc.post(good)
         assert code == 202
@@ -245,7 +245,7 @@ def test_a_job_interrupted_by_kill_9_completes_after_a_restart_recorded_once(hub
     svc.wait(job, states=("running",))
     time.sleep(0.5)
     svc.kill()
-    assert svc.query("SELECT state, attempts FROM webhook_jobs WHERE id=?", job) == [("running", 1)]
+    assert svc.query("SELECT state, attempts FROM jobs WHERE id=?", job) == [("running", 1)]
     hub.git_delay = 0.0
     svc.start()  # a new process: the dead one's lease is taken over
     try:
@@ -339,7 +339,7 @@ def test_a_compressed_body_is_refused_before_authentication_and_never_inflated(h
         conn = raw_connection(svc, b"POST /webhooks/hub HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
                                    b"X-Webhook-Secret: " + SECRET.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(bomb) + bomb)  # fmt: skip
         assert read_answer(conn).startswith(b"HTTP/1.1 415 ")
-        assert svc.query("SELECT count(*) FROM webhook_jobs") == [(0,)]
+        assert svc.query("SELECT count(*) FROM jobs WHERE kind='webhook'") == [(0,)]
         assert svc.metrics()['leakscan_webhook_deliveries_total{result="unsupported_encoding"}'] == 5
     finally:
         for conn in streams:
@@ -386,7 +386,7 @@ def test_a_full_queue_answers_503_with_retry_after(hub, tmp_path):
             urllib.request.urlopen(req, timeout=10)
         assert full.value.code == 503 and full.value.headers["Retry-After"] == "60"
         assert json.loads(full.value.read()) == {"error": "the queue is full (2 jobs waiting): retry in 60 s"}
-        assert svc.query("SELECT count(*) FROM webhook_jobs") == [(2,)]
+        assert svc.query("SELECT count(*) FROM jobs WHERE kind='webhook'") == [(2,)]
         assert svc.metrics()['leakscan_webhook_deliveries_total{result="queue_full"}'] == 1
     finally:
         assert svc.stop() == 0

@@ -83,9 +83,10 @@ def test_full_pass_then_only_what_changed(hub, tmp_path):
     assert first.code == 1, first.err
     got = [(f["repo"], f["secret"]) for f in lines(out)]
     assert sorted(got) == sorted(hub.planted), first.err  # every planted secret, each once
+    assert (out.stat().st_mode & 0o777, db.stat().st_mode & 0o777) == (0o600, 0o600)  # raw secrets, findings
     kinds = {f["secret"]: f for f in lines(out)}
     assert any(not f["in_head"] for f in kinds.values())  # history-only ones were found as such
-    assert rows(db, "SELECT status, count(*) FROM sweep_repos GROUP BY status") == [("done", TOTAL)]
+    assert rows(db, "SELECT state, count(*) FROM jobs WHERE kind='sweep' GROUP BY state") == [("done", TOTAL)]
     assert len(rows(db, "SELECT * FROM sweep_scans")) == TOTAL
     assert f"{TOTAL}" in first.err and "sweep pass 1" in first.err
 
@@ -174,8 +175,8 @@ def test_lock_filters_and_parking(hub, tmp_path):
     assert run.code == 1, run.err
     expected = {k for k in hub.planted if k[0].startswith("org0/model-")}
     assert {(f["repo"], f["secret"]) for f in lines(out)} == expected
-    assert rows(db, "SELECT status, attempts FROM sweep_repos WHERE repo_id='org0/model-3'") == [("parked", 2)]
-    assert rows(db, "SELECT count(*) FROM sweep_repos WHERE status='done'")[0][0] == len([i for i in range(N_MODELS) if i % 3 == 0]) - 1
+    assert rows(db, "SELECT state, attempts FROM jobs WHERE kind='sweep' AND key='org0/model-3'") == [("parked", 2)]
+    assert rows(db, "SELECT count(*) FROM jobs WHERE kind='sweep' AND state='done'")[0][0] == len([i for i in range(N_MODELS) if i % 3 == 0]) - 1
     assert "parked" in run.err
     status = json.loads(leakscan("sweep", "status", "--db", db, "-f", "json", env=e).out)
     assert status["counts"]["parked"] == 1 and status["failing"][0]["repo"] == "org0/model-3"
@@ -256,4 +257,4 @@ def test_a_killed_worker_process_loses_nothing(hub, tmp_path):
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr.decode()[-2000:]
     assert sorted((f["repo"], f["secret"]) for f in lines(out)) == sorted(hub.planted)
-    assert rows(db, "SELECT count(*) FROM sweep_repos WHERE status='done'")[0][0] == TOTAL
+    assert rows(db, "SELECT count(*) FROM jobs WHERE kind='sweep' AND state='done'")[0][0] == TOTAL

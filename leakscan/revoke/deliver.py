@@ -107,8 +107,9 @@ async def flush(outbox: Outbox, *, progress: Callable[[str], None] | None = None
 
 
 async def _with_retries(client: Client, outbox: Outbox, batch: list[Claimed], overrides, report: FlushReport) -> None:
-    """Up to ATTEMPTS tries with exponential backoff and jitter; each outcome is written to the
-    outbox as it happens, so a kill loses nothing; what still fails stays pending."""
+    """Up to ATTEMPTS tries with exponential backoff and jitter; each delivery is written to the
+    outbox as it happens, so a kill loses nothing; what still fails is one failed attempt of this
+    flush (retried by a later one, or parked)."""
     todo = batch
     for attempt in range(ATTEMPTS):
         ok, failed = await _deliver(client, todo, overrides)
@@ -118,15 +119,13 @@ async def _with_retries(client: Client, outbox: Outbox, batch: list[Claimed], ov
         # a receiver, a command or a plugin may echo the tokens it was given
         failed = [(part, scrub(error, [c.token for c in part])[:300]) for part, error in failed]
         todo = [c for part, error in failed for c in part]
-        for part, error in failed:
-            outbox.attempted(part, error)
-            if attempt + 1 == ATTEMPTS:
-                report.errors.append(error)
         if not todo:
             return
         if attempt + 1 < ATTEMPTS:
             await asyncio.sleep(0.5 * 2**attempt * (0.5 + random.random()))
-    outbox.release(todo)
+    for part, error in failed:
+        outbox.failed(part, error)
+        report.errors.append(error)
     report.failed += len(todo)
 
 

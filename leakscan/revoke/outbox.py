@@ -1,48 +1,35 @@
 """The revocation outbox: durable, exactly-once delivery of verified leaks to callbacks.
 
-Every verified leak becomes one row in `leaks` (its raw token kept only while a delivery still
-needs it) and one pending row per callback in `deliveries`, all in one transaction before any is
-attempted. Deliveries are claimed with a lease inside `BEGIN IMMEDIATE`, so two flushes never
-send the same one; a lease whose process is gone is taken over. A leak found again (a rescan, a
-second finding of the same token) maps to the same id and creates nothing new. When every
-delivery of a leak is done its token is overwritten (`secure_delete`) and the WAL truncated, so
-no copy lingers in the store's files.
+Every verified leak becomes one row in `leaks` and one job per callback in the store's jobs queue
+(kind `revoke`), all in one transaction before any is attempted. Deliveries are claimed under a
+lease, so two flushes never send the same one, and a lease whose process is gone is taken over.
+A leak found again (a rescan, a second finding of the same token) maps to the same jobs and
+creates nothing new.
+
+The raw token is never written to the store: while a delivery needs it, it sits in `<db>.tokens`
+(0600, rollback journal, `secure_delete`), and that file is deleted once no pending delivery
+needs a token. A flush that cannot deliver counts one attempt; the next automatic flush waits
+out a backoff (1, 2, 4, 8 minutes); after `MAX_ATTEMPTS` the delivery is parked and its token
+wiped, so a dead receiver cannot keep a live token on disk for ever. `leakscan revoke flush`
+tries regardless of the backoff (it still counts an attempt).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..model import Finding
+from ..store.db import connect, connect_tokens, drop_tokens, transaction
+from ..store.jobs import Queue
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS leaks (
-    id TEXT PRIMARY KEY,            -- stable idempotency key: detector + secret hash
-    token TEXT,                     -- raw; NULL once no delivery needs it
-    provider TEXT NOT NULL,
-    item TEXT NOT NULL,             -- the partner-style item, without the token
-    redacted TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS deliveries (
-    leak_id TEXT NOT NULL REFERENCES leaks(id),
-    callback TEXT NOT NULL,         -- JSON: what to call (never a credential)
-    state TEXT NOT NULL,            -- pending | delivered
-    attempts INTEGER NOT NULL DEFAULT 0,
-    lease TEXT,                     -- host:pid:nonce of the flush holding it
-    lease_until REAL,
-    last_error TEXT,
-    delivered_at REAL,
-    PRIMARY KEY (leak_id, callback)
-);
-"""
 LEASE_SECONDS = 120.0
+MAX_ATTEMPTS = 5  # flushes that failed to deliver, before a delivery is parked and its token wiped
+BACKOFF = 60.0  # seconds before an automatic flush tries a failed delivery again, doubled each time
 
 
 def leak_id(f: Finding) -> str:
@@ -62,6 +49,7 @@ def leak_item(f: Finding, repo: str | None, verified_at: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Claimed:
+    job_id: int
     leak_id: str
     callback: dict[str, Any]
     callback_key: str
@@ -71,112 +59,147 @@ class Claimed:
 
 
 class Outbox:
-    def __init__(self, db) -> None:  # an open sqlite3 connection in autocommit mode
-        self.db = db
-        self.db.execute("PRAGMA secure_delete=ON")
-        self.db.executescript(SCHEMA)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+    """The outbox of the store at `path`. `force`: claim deliveries still waiting out a backoff."""
+
+    def __init__(self, path: Path | str, *, force: bool = False, max_attempts: int = MAX_ATTEMPTS) -> None:
+        self.path = Path(path)
+        self.db = connect(self.path)
+        self.queue = Queue(self.db, "revoke", max_attempts=max_attempts, backoff=BACKOFF, max_backoff=3600.0,
+                           lease=LEASE_SECONDS)  # fmt: skip
+        self.force = force
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def enqueue(self, findings: list[Finding], callbacks: list[dict[str, Any]], repo: str | None) -> int:
-        """Verified findings → leaks and pending deliveries, all in one transaction. Returns how
-        many deliveries are new."""
+        """Verified findings → leaks and pending deliveries, all in one transaction, their tokens
+        kept while a delivery needs them. Returns how many deliveries are new."""
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-        new = 0
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        new, secrets = 0, {}
+        with transaction(self.db):  # the store's write lock also orders every change to the tokens file
             for f in findings:
-                if f.verification != "verified":
+                wanted = [c for c in callbacks if not c.get("providers") or f.provider in c["providers"]]
+                if f.verification != "verified" or not wanted:
                     continue
                 lid = leak_id(f)
-                wanted = [c for c in callbacks if not c.get("providers") or f.provider in c["providers"]]
-                if not wanted:
-                    continue
-                self.db.execute("INSERT OR IGNORE INTO leaks VALUES (?, ?, ?, ?, ?, ?)",
-                                (lid, f.secret, f.provider, json.dumps(leak_item(f, repo, stamp)), f.redacted, now))  # fmt: skip
-                added = 0
+                self.db.execute("INSERT OR IGNORE INTO leaks VALUES (?, ?, ?, ?, ?)",
+                                (lid, f.provider, json.dumps(leak_item(f, repo, stamp)), f.redacted, now))  # fmt: skip
                 for c in wanted:
                     key = json.dumps({k: v for k, v in c.items() if k != "providers"}, sort_keys=True)
-                    cur = self.db.execute("INSERT OR IGNORE INTO deliveries (leak_id, callback, state) VALUES (?, ?, 'pending')",
-                                          (lid, key))  # fmt: skip
-                    added += cur.rowcount
-                if added:  # a callback new to this leak needs the token again
-                    self.db.execute("UPDATE leaks SET token=? WHERE id=? AND token IS NULL", (f.secret, lid))
-                new += added
+                    new += self.queue.enqueue(f"{lid} {key}", {"leak": lid, "callback": key})[1]
+                secrets[lid] = f.secret
+            needed = {k: v for k, v in secrets.items() if k in self._needed()}
+            if needed:
+                tokens = connect_tokens(self.path, create=True)
+                try:
+                    with transaction(tokens):
+                        tokens.executemany("INSERT OR REPLACE INTO tokens VALUES (?, ?)", needed.items())
+                finally:
+                    tokens.close()
         return new
 
     def claim(self, limit: int = 1000) -> list[Claimed]:
         """Take due pending deliveries under a lease no other flush can also hold."""
-        now = time.time()
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            rows = self.db.execute(
-                "SELECT d.rowid, d.lease, d.lease_until FROM deliveries d WHERE d.state='pending' "
-                "ORDER BY d.leak_id, d.callback").fetchall()  # fmt: skip
-            take = [rid for rid, lease, until in rows if lease is None or until < now or lease_dead(lease)][:limit]
-            self.db.executemany("UPDATE deliveries SET lease=?, lease_until=? WHERE rowid=?",
-                                [(self.owner, now + LEASE_SECONDS, rid) for rid in take])  # fmt: skip
-        out = []
-        for rid in take:
-            lid, cb, attempts, token, item = self.db.execute(
-                "SELECT d.leak_id, d.callback, d.attempts, l.token, l.item FROM deliveries d JOIN leaks l ON l.id=d.leak_id "
-                "WHERE d.rowid=?", (rid,)).fetchone()  # fmt: skip
-            out.append(Claimed(lid, json.loads(cb), cb, token or "", json.loads(item), attempts))
+        with transaction(self.db):
+            jobs = self.queue.claim(limit, due_only=not self.force)
+            if not jobs:
+                return []
+            leaks = {j.payload["leak"] for j in jobs}
+            items = dict(self.db.execute(f"SELECT id, item FROM leaks WHERE id IN ({','.join('?' * len(leaks))})",
+                                         list(leaks)).fetchall())  # fmt: skip
+            tokens = connect_tokens(self.path, create=False)
+            try:
+                secrets = dict(tokens.execute("SELECT leak_id, token FROM tokens").fetchall()) if tokens else {}
+            finally:
+                if tokens is not None:
+                    tokens.close()
+        out, lost = [], []
+        for j in jobs:
+            lid, key = j.payload["leak"], j.payload["callback"]
+            if lid in secrets and lid in items:
+                out.append(Claimed(j.id, lid, json.loads(key), key, secrets[lid], json.loads(items[lid]), j.attempts))
+            else:
+                lost.append(j.id)
+        for job_id in lost:  # cannot happen unless the tokens file was removed by hand
+            self.queue.retry(job_id, "its token is no longer kept")
         return out
 
     def delivered(self, claimed: list[Claimed]) -> None:
-        now = time.time()
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany(
-                "UPDATE deliveries SET state='delivered', delivered_at=?, attempts=attempts+1, lease=NULL, last_error=NULL "
-                "WHERE leak_id=? AND callback=? AND lease=?", [(now, c.leak_id, c.callback_key, self.owner) for c in claimed])  # fmt: skip
-        self.wipe_done()
+        with transaction(self.db):
+            for c in claimed:
+                self.queue.done(c.job_id)
+        self.wipe()
 
-    def attempted(self, claimed: list[Claimed], error: str) -> None:
-        """A failed attempt, recorded while the lease is still held (a retry may follow)."""
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany("UPDATE deliveries SET attempts=attempts+1, last_error=? WHERE leak_id=? AND callback=? AND lease=?",
-                                [(error[:500], c.leak_id, c.callback_key, self.owner) for c in claimed])  # fmt: skip
+    def failed(self, claimed: list[Claimed], error: str) -> None:
+        """A flush's attempts failed: retried by a later flush, or parked (its token wiped)."""
+        with transaction(self.db):
+            for c in claimed:
+                self.queue.retry(c.job_id, error, secrets=(c.token,))
+        self.wipe()
 
-    def release(self, claimed: list[Claimed]) -> None:
-        """Give back what is still pending after this flush's attempts, for the next flush."""
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany("UPDATE deliveries SET lease=NULL WHERE leak_id=? AND callback=? AND lease=?",
-                                [(c.leak_id, c.callback_key, self.owner) for c in claimed])  # fmt: skip
+    def wipe(self) -> None:
+        """Drop the tokens no pending delivery needs; the file goes when none is left."""
+        with transaction(self.db):
+            tokens = connect_tokens(self.path, create=False)
+            if tokens is None:
+                return
+            try:
+                with transaction(tokens):
+                    kept = {r[0] for r in tokens.execute("SELECT leak_id FROM tokens")}
+                    tokens.executemany("DELETE FROM tokens WHERE leak_id=?", [(k,) for k in kept - self._needed()])
+                left = tokens.execute("SELECT count(*) FROM tokens").fetchone()[0]
+            finally:
+                tokens.close()
+            if not left:
+                drop_tokens(self.path)
 
-    def wipe_done(self) -> None:
-        """Overwrite the tokens no pending delivery needs, and leave no copy in the WAL."""
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("UPDATE leaks SET token=NULL WHERE token IS NOT NULL AND NOT EXISTS "
-                            "(SELECT 1 FROM deliveries d WHERE d.leak_id=leaks.id AND d.state='pending')")  # fmt: skip
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    def _needed(self) -> set[str]:
+        return {j.payload["leak"] for j in self.queue.jobs("pending", "running")}
 
     def rows(self) -> list[dict[str, Any]]:
-        cur = self.db.execute(
-            "SELECT l.id, l.provider, json_extract(l.item, '$.type'), l.redacted, json_extract(l.item, '$.url'), d.callback, "
-            "d.state, d.attempts, d.last_error, d.delivered_at FROM deliveries d JOIN leaks l ON l.id=d.leak_id "
-            "ORDER BY d.state DESC, l.id, d.callback")  # fmt: skip
-        keys = ("id", "provider", "type", "redacted", "url", "callback", "state", "attempts", "last_error", "delivered_at")
-        return [dict(zip(keys, r)) for r in cur.fetchall()]
+        leaks = {r[0]: r[1:] for r in self.db.execute("SELECT id, provider, item, redacted FROM leaks")}
+        shown = {"done": "delivered", "running": "pending"}
+        out = []
+        for j in self.queue.jobs():
+            provider, item, redacted = leaks[j.payload["leak"]]
+            item = json.loads(item)
+            out.append({"id": j.payload["leak"], "provider": provider, "type": item["type"], "redacted": redacted,
+                        "url": item["url"], "callback": j.payload["callback"], "state": shown.get(j.state, j.state),
+                        "attempts": j.attempts, "last_error": j.last_error,
+                        "delivered_at": j.finished_at if j.state == "done" else None})  # fmt: skip
+        order = {"pending": 0, "parked": 1, "delivered": 2}
+        return sorted(out, key=lambda r: (order.get(r["state"], 0), r["id"], r["callback"]))
 
     def pending(self) -> int:
-        return self.db.execute("SELECT count(*) FROM deliveries WHERE state='pending'").fetchone()[0]
+        return len(self.queue.jobs("pending", "running"))
 
 
-def lease_dead(lease: str) -> bool:
-    """A lease held by a process of this host that no longer runs (leakscan was killed)."""
-    host, _, rest = lease.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+@dataclass
+class Revocation:
+    new: int = 0
+    delivered: int = 0
+    failed: int = 0
+    pending: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def revoke(path: Path | str, findings: list[Finding], callbacks: list[dict[str, Any]], repo: str | None, *,
+           force: bool = False) -> Revocation:  # fmt: skip
+    """The one step every surface runs after a scan: queue revocations for the verified findings
+    (durably, before any delivery), then one flush of what is due."""
+    import asyncio
+
+    from .deliver import flush
+
+    with Outbox(path, force=force) as outbox:
+        new = outbox.enqueue(findings, callbacks, repo) if findings and callbacks else 0
+        report = asyncio.run(flush(outbox))
+        outbox.wipe()  # also what a process killed between a delivery and its wipe left behind
+        return Revocation(new, report.delivered, report.failed, outbox.pending(), report.errors)
