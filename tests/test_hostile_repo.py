@@ -69,6 +69,28 @@ def test_bad_values_in_the_repository_config_change_nothing(env_repo, text):
     assert (code, got) == (1, [(".env", "history", sha, "huggingface-access-token", secret, True)]), err
 
 
+def test_a_config_that_is_no_file(env_repo):
+    r, secret, sha = env_repo
+    config = r.path / ".git" / "config"
+    config.unlink()
+    config.mkdir()
+    code, got, err = scan(r.path)
+    assert (code, got) == (1, [(".env", "history", sha, "huggingface-access-token", secret, True)]), err
+
+
+def test_a_sha256_repository_whose_config_git_cannot_parse(tmp_path):
+    path = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", "--object-format=sha256", str(path)], check=True)
+    r = Repo(path)
+    secret = token(HF, "sha256")
+    sha = r.commit({".env": f"HF_TOKEN={secret}\n"}, "init")
+    assert len(sha) == 64
+    with open(path / ".git" / "config", "a") as fh:
+        fh.write("[core\n")
+    code, got, err = scan(path)
+    assert (code, got) == (1, [(".env", "history", sha, "huggingface-access-token", secret, True)]), err
+
+
 def test_grafts_do_not_hide_history(tmp_path):
     r = Repo(tmp_path / "repo")
     secret = token(HF, "graft")

@@ -282,7 +282,10 @@ class _Shadow:
         env = {**_git_env(), "GIT_CEILING_DIRECTORIES": str(Path(self._tmp.name).parent)}
         proc = subprocess.run(cmd, cwd=self._tmp.name, env=env, stdin=subprocess.DEVNULL, capture_output=True)
         if proc.returncode not in (0, 1):  # a config git cannot parse at all: look for the key itself
-            raw = _read_small(self.real / "config", 1 << 20)
+            try:
+                raw = _read_small(self.real / "config", 1 << 20)
+            except OSError:  # not even a file
+                return "sha1"
             return "sha256" if re.search(r"(?im)^\s*objectformat\s*=\s*\"?sha256", raw) else "sha1"
         ext = dict(item.partition("\n")[::2] for item in proc.stdout.decode("utf-8", "replace").split("\0") if item)
         if "extensions.refstorage" in ext:  # refs this git cannot read: the scan would see none
