@@ -26,7 +26,7 @@ from .detectors import RuleSet, load_rules
 from .history import HistoryOptions, scan_repository
 from .model import Finding
 from .scan import Scanner
-from .sources.git import GitRepo, Pushed, open_repo
+from .sources.git import GitRepo, Pushed, open_repo, remove_stand_ins
 from .textsafe import escape, scrub
 
 CONFIG = "leakscan-hook.toml"
@@ -233,6 +233,7 @@ class _Watchdog:
             if self._settled.is_set():
                 return
             code = self._emit(self._on_expiry())
+            remove_stand_ins()
             os._exit(code)
 
     def settle(self, verdict: _Verdict) -> int:

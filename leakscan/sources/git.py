@@ -28,6 +28,7 @@ import re
 import subprocess
 import tempfile
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -266,6 +267,7 @@ class _Shadow:
         marker = git_dir / "commondir"  # a linked worktree's git dir names the shared one
         self.real = (git_dir / _read_small(marker).strip()).resolve() if marker.is_file() else git_dir
         self._tmp = tempfile.TemporaryDirectory(prefix="leakscan-git-")
+        _STAND_INS.add(self)
         self.path = Path(self._tmp.name) / "common"
         (self.path / "info").mkdir(parents=True)
         for name in _LINKED:  # dangling when absent, which git reads as absent
@@ -291,6 +293,16 @@ class _Shadow:
         if "extensions.refstorage" in ext:  # refs this git cannot read: the scan would see none
             raise GitSourceError(f"unsupported repository format: refstorage = {ext['extensions.refstorage']}")
         return "sha256" if ext.get("extensions.objectformat", "").lower() == "sha256" else "sha1"
+
+
+_STAND_INS: weakref.WeakSet[_Shadow] = weakref.WeakSet()
+
+
+def remove_stand_ins() -> None:
+    """Remove every stand-in directory of this process now: for a process about to end through
+    `os._exit` (the hook's deadline), which runs no finalizer."""
+    for shadow in list(_STAND_INS):
+        shadow._tmp.cleanup()
 
 
 def _read_small(path: Path, limit: int = 4096) -> str:
@@ -1003,4 +1015,5 @@ __all__ = [
     "GitWarning",
     "UNREACHABLE_PATH",
     "open_repo",
+    "remove_stand_ins",
 ]
