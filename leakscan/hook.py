@@ -13,24 +13,26 @@ import json
 import os
 import re
 import shlex
-import signal
 import sys
+import threading
 import time
 import tomllib
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .detectors import RuleSet, load_rules
 from .model import Finding
 from .scan import Scanner
-from .sources.git import GitRepo, Pushed, open_repo
+from .sources.git import GitRepo, Pushed, open_repo, remove_stand_ins
+from .textsafe import escape, scrub
 
 CONFIG = "leakscan-hook.toml"
 BYPASS_LOG = "leakscan-bypass.log"
 MARKER = "# leakscan pre-receive hook"
 BYPASS_OPTION = "leakscan.bypass="
 _ZERO = re.compile(r"^0+$")
+SHOWN = 50  # findings listed to the pusher; the count says how many more there are
 
 
 @dataclass
@@ -39,7 +41,7 @@ class Policy:
     verify: bool = False
     verify_budget: float = 2.0
     bypass: bool = True
-    on_error: str = "allow"  # allow | reject
+    on_error: str = "reject"  # reject | allow: what a scan that fails or runs out of time does to the push
     timeout: float = 30.0
 
 
@@ -54,6 +56,8 @@ def load_policy(git_dir: Path) -> Policy:
     policy = Policy(**data)
     if policy.on_error not in ("allow", "reject"):
         raise ValueError(f"{CONFIG}: on_error must be allow or reject")
+    if isinstance(policy.timeout, bool) or not isinstance(policy.timeout, (int, float)) or not policy.timeout > 0:
+        raise ValueError(f"{CONFIG}: timeout must be a positive number of seconds")
     return policy
 
 
@@ -80,66 +84,167 @@ def blocking(f: Finding, ruleset: RuleSet, policy: Policy) -> bool:
 
 
 def run_pre_receive(stdin_text: str, out=sys.stderr) -> int:
-    """The hook's whole job; returns its exit status (0 accepts the push)."""
+    """The hook's whole job; returns its exit status (0 accepts the push).
+
+    The policy's `timeout`, counted from here, bounds everything after: rule loading, the scan,
+    verification, the ref lookups and the verdict. Past it a watchdog thread decides the push as
+    a failed scan and ends the process, so nothing the scan runs can catch, swallow or outlast
+    the deadline (an exception raised into the scan could be caught and re-wrapped on the way).
+    """
     started = time.monotonic()
     git_dir = Path(os.environ.get("GIT_DIR", ".")).resolve()
     try:
         policy = load_policy(git_dir)
     except (ValueError, OSError, TypeError, tomllib.TOMLDecodeError) as exc:
-        print(f"leakscan: hook configuration error: {exc}", file=out)
+        print(f"leakscan: hook configuration error: {scrub(exc)}", file=out)
         return 1
     updates = [(old, new, ref) for old, new, ref in read_updates(stdin_text) if not _ZERO.match(new)]
     if not updates:
         return 0  # deletions only: nothing arrives
-    try:
-        with _time_limit(policy.timeout):
+    bypasses = [o[len(BYPASS_OPTION) :] for o in push_options() if o.startswith(BYPASS_OPTION)]
+    push = _Push(git_dir, policy, updates, bypasses)
+    with _Watchdog(started + policy.timeout, push.timed_out, out) as watchdog:
+        try:
             findings, ruleset, repo = _scan_push(git_dir, updates, policy)
-    except Exception as exc:  # an internal error must not silently block or pass without a word
-        if policy.on_error == "reject":
-            print(f"leakscan: push rejected: the secret scan failed ({type(exc).__name__}: {exc})", file=out)
-            return 1
-        print(f"leakscan: warning: the secret scan failed and the push was allowed ({type(exc).__name__}: {exc})", file=out)
-        return 0
-    blockers = [f for f in findings if blocking(f, ruleset, policy)]
-    warnings = [f for f in findings if f not in blockers]
-    refs = _refs_of(repo, updates, findings) if findings else {}
-    for f in warnings:
-        print(f"leakscan: warning: possible secret ({f.detector}) in {_where(f, refs)}: {f.redacted}", file=out)
-    if not blockers:
-        return 0
-    reason = next((o[len(BYPASS_OPTION):] for o in push_options() if o.startswith(BYPASS_OPTION)), None)
-    if reason is not None and policy.bypass:
-        _log_bypass(git_dir, updates, blockers, reason)
-        print(f"leakscan: {len(blockers)} secret(s) pushed with a bypass ({reason!r}); this was logged.", file=out)
-        return 0
-    print(f"leakscan: push rejected: {len(blockers)} secret(s) found in the pushed commits", file=out)
-    for f in blockers:
-        state = "" if f.verification == "unverified" else f" [{f.verification}]"
-        print(f"  {_where(f, refs)}  {f.detector}  {f.redacted}{state}", file=out)
-    print("How to fix:", file=out)
-    print("  - remove the secret from the commits that add it (git rebase -i, or git commit --amend for the last one),", file=out)
-    print("    revoke it with its provider, and push again;", file=out)
-    print("  - or, for a false positive, add `leakscan:allow` on the line;", file=out)
-    if policy.bypass:
-        print('  - or bypass, logged: git push -o leakscan.bypass="<reason>"', file=out)
-    print(f"leakscan: scanned in {time.monotonic() - started:.2f} s", file=out)
-    return 1
+            verdict = push.judge(findings, ruleset, repo)
+        except Exception as exc:  # an internal error must not silently block or pass without a word
+            verdict = push.failed(f"the secret scan failed ({scrub(f'{type(exc).__name__}: {exc}')})")
+        if verdict.code:
+            verdict.lines.append(f"leakscan: scanned in {time.monotonic() - started:.2f} s")
+        return watchdog.settle(verdict)
 
 
-@contextmanager
-def _time_limit(seconds: float):
-    """The scan's own budget (the policy's `timeout`): past it, on_error decides."""
+@dataclass
+class _Verdict:
+    code: int  # the hook's exit status: 0 accepts the push
+    lines: list[str]
 
-    def expired(signum, frame):
-        raise TimeoutError(f"took longer than {seconds:g} s")
 
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+@dataclass
+class _Push:
+    """What is decided about one push, and how it is told to the pusher. Everything shown that
+    the pusher or the repository chose (paths, refs, names, reasons) is escaped: no terminal
+    control sequence reaches the pusher, no newline forges a `leakscan:` line."""
+
+    git_dir: Path
+    policy: Policy
+    updates: list[tuple[str, str, str]]
+    bypasses: list[str]  # the values of every `-o leakscan.bypass=…`
+
+    @property
+    def reason(self) -> str | None:
+        """The bypass reason: the first one given that says something."""
+        return next((r for r in self.bypasses if r.strip()), None)
+
+    def refs(self) -> str:
+        return ", ".join(escape(ref) for _, _, ref in self.updates)
+
+    def judge(self, findings: list[Finding], ruleset: RuleSet, repo: GitRepo) -> _Verdict:
+        blockers: list[Finding] = []
+        warnings: list[Finding] = []
+        for f in findings:  # one pass: a push may bring tens of thousands of findings
+            (blockers if blocking(f, ruleset, self.policy) else warnings).append(f)
+        refs = _refs_of(repo, self.updates, findings) if findings else {}
+        lines = [f"leakscan: warning: possible secret ({escape(f.detector)}) in {_where(f, refs)}: {escape(f.redacted)}"
+                 for f in warnings[:SHOWN]]  # fmt: skip
+        lines += _more(warnings, "possible secret(s)")
+        if not blockers:
+            return _Verdict(0, lines)
+        if self.policy.bypass and self.reason is not None:
+            what = f"{len(blockers)} secret(s) pushed with a bypass ('{escape(self.reason)}')"
+            return self._logged(lines, "bypass", what, findings=blockers)
+        lines.append(f"leakscan: push rejected: {len(blockers)} secret(s) found in the pushed commits")
+        for f in blockers[:SHOWN]:
+            state = "" if f.verification == "unverified" else f" [{escape(f.verification)}]"
+            lines.append(f"  {_where(f, refs)}  {escape(f.detector)}  {escape(f.redacted)}{state}")
+        lines += _more(blockers, "secret(s)")
+        lines += ["How to fix:",
+                  "  - remove the secret from the commits that add it (git rebase -i, or git commit --amend for the last one),",
+                  "    revoke it with its provider, and push again;",
+                  "  - or, for a false positive, add `leakscan:allow` on the line;"]  # fmt: skip
+        return _Verdict(1, lines + self._bypass_hint())
+
+    def timed_out(self) -> _Verdict:
+        return self.failed(f"the secret scan did not finish within {self.policy.timeout:g} s", split=True)
+
+    def failed(self, what: str, *, split: bool = False) -> _Verdict:
+        """The scan could not decide: refused, unless bypassed with a reason or the policy says
+        `on_error = "allow"`; a push let through unscanned is logged either way."""
+        if self.policy.bypass and self.reason is not None:
+            return self._logged([], "bypass", f"{what}; pushed with a bypass ('{escape(self.reason)}')", error=what)
+        if self.policy.on_error == "allow":
+            return self._logged([], "error-allowed", f"warning: {what}; {self.refs()} accepted unscanned "
+                                f'(on_error = "allow")', error=what)  # fmt: skip
+        lines = [f"leakscan: push rejected: {what}; {self.refs()} not accepted", "How to push:"]
+        if split:
+            lines.append("  - push fewer commits at a time, oldest first (git push <remote> <commit>:<branch>);")
+        lines.append("  - or ask the server's administrator about the hook (leakscan-hook.toml: timeout, on_error);")
+        return _Verdict(1, lines + self._bypass_hint())
+
+    def _bypass_hint(self) -> list[str]:
+        if not self.policy.bypass:
+            return []
+        lines = ['  - or bypass, logged: git push -o leakscan.bypass="<reason>"']
+        if self.bypasses and self.reason is None:
+            lines.append("leakscan: the bypass was refused: it needs a reason (leakscan.bypass=<reason>)")
+        return lines
+
+    def _logged(self, lines: list[str], kind: str, what: str, *, error: str | None = None,
+                findings: Sequence[Finding] = ()) -> _Verdict:  # fmt: skip
+        """Accepted, once the bypass log holds it; refused when it cannot be written."""
+        try:
+            _log_bypass(self.git_dir, kind, self.updates, reason=self.reason, error=error, findings=findings)
+        except OSError as exc:
+            return _Verdict(1, [*lines, f"leakscan: push rejected: {what}, but the bypass log could not be "
+                                        f"written ({scrub(exc)})"])  # fmt: skip
+        return _Verdict(0, [*lines, f"leakscan: {what}; this was logged."])
+
+
+def _more(findings: list[Finding], what: str) -> list[str]:
+    return [f"  … and {len(findings) - SHOWN} more {what}"] if len(findings) > SHOWN else []
+
+
+class _Watchdog:
+    """Decides the push at `deadline` (monotonic) if the scan has not: writes `on_expiry()`'s
+    verdict and ends the process with its status. `settle` gives the scan's own verdict, or the
+    expiry's when it came late."""
+
+    def __init__(self, deadline: float, on_expiry, out) -> None:
+        self.deadline = deadline
+        self._on_expiry = on_expiry
+        self._out = out
+        self._lock = threading.Lock()
+        self._settled = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="leakscan-hook-deadline", daemon=True)
+
+    def __enter__(self) -> _Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._settled.set()
+
+    def _watch(self) -> None:
+        if self._settled.wait(max(0.0, self.deadline - time.monotonic())):
+            return
+        with self._lock:  # held until the process ends: `settle` cannot speak after this
+            if self._settled.is_set():
+                return
+            code = self._emit(self._on_expiry())
+            remove_stand_ins()
+            os._exit(code)
+
+    def settle(self, verdict: _Verdict) -> int:
+        with self._lock:
+            self._settled.set()
+            if time.monotonic() >= self.deadline:  # finished, but late: some of it may not have run
+                verdict = self._on_expiry()
+            return self._emit(verdict)
+
+    def _emit(self, verdict: _Verdict) -> int:
+        self._out.write("".join(f"{line}\n" for line in verdict.lines))
+        self._out.flush()
+        return verdict.code
 
 
 def _scan_push(git_dir: Path, updates, policy: Policy):
@@ -189,13 +294,16 @@ def _refs_of(repo: GitRepo, updates, findings: list[Finding]) -> dict[str, str]:
 def _where(f: Finding, refs: dict[str, str]) -> str:
     ref = refs.get(f.commit or "", "?")
     place = f.path + (f"!{f.container}" if f.container else "")
-    return f"{ref} {(f.commit or '')[:12]} {place}:{f.line}"
+    return escape(f"{ref} {(f.commit or '')[:12]} {place}:{f.line}")
 
 
-def _log_bypass(git_dir: Path, updates, findings: list[Finding], reason: str) -> None:
+def _log_bypass(git_dir: Path, kind: str, updates, *, reason: str | None, error: str | None,
+                findings: Sequence[Finding]) -> None:  # fmt: skip
+    """One JSON line per push let through: kind "bypass" (a reason was given) or "error-allowed"
+    (the scan failed or ran out of time, and the policy lets such pushes through)."""
     who = {k: v for k, v in os.environ.items() if k in ("GL_USERNAME", "GL_ID", "GITHUB_USER_LOGIN", "REMOTE_USER", "USER")}
-    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "reason": reason, "who": who,
-             "refs": [ref for _, _, ref in updates],
+    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "kind": kind, "reason": reason,
+             "error": error, "who": who, "refs": [ref for _, _, ref in updates],
              "findings": [{"detector": f.detector, "path": f.path, "commit": f.commit, "redacted": f.redacted,
                            "secret_sha256": f.secret_sha256} for f in findings]}  # fmt: skip
     with open(git_dir / BYPASS_LOG, "a", encoding="utf-8") as fh:

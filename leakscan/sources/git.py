@@ -13,7 +13,9 @@ What it gives the scanner:
 The repository is treated as hostile. Git runs with argument lists only, plumbing commands only,
 never `--filters`/`--textconv`/external diff, with hooks, fsmonitor, transports, signature
 checking and the system config switched off, and with replace refs ignored (so a `refs/replace`
-entry cannot hide what an object really holds). A missing or corrupt object, or a ref pointing at
+entry cannot hide what an object really holds). Nor does git read the repository's own config,
+its grafts, its `.gitmodules` or a `shallow` entry whose parents are present (see `_Shadow`): no
+value in them can stop a scan or hide history. A missing or corrupt object, or a ref pointing at
 nothing, becomes a `GitWarning` and the walk goes on.
 """
 
@@ -26,6 +28,7 @@ import re
 import subprocess
 import tempfile
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -55,7 +58,11 @@ SAFE_CONFIG = (
     "maintenance.auto=false",
     "submodule.recurse=false",
     "i18n.logOutputEncoding=UTF-8",
+    "advice.graftFileDeprecated=false",
 )
+# For every `git log`: else a diff that meets a gitlink reads `.gitmodules` and dies on a value git
+# refuses there (`update = !cmd`), which made a repository unscannable. A gitlink holds no blob.
+_NO_SUBMODULES = "--ignore-submodules=all"
 # Inherited variables that would point git somewhere else than the repository we opened. The
 # object-directory variables are kept on purpose: inside a pre-receive hook they are how git
 # sees the quarantined objects of the push.
@@ -228,12 +235,93 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def _git_env() -> dict[str, str]:
+def _git_env(shadow: _Shadow | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
+    # GIT_GRAFT_FILE: `info/grafts` rewrites parents, so a graft would hide history behind it.
     env.update(GIT_TERMINAL_PROMPT="0", GIT_CONFIG_NOSYSTEM="1", GIT_NO_REPLACE_OBJECTS="1",
                GIT_OPTIONAL_LOCKS="0", GIT_LITERAL_PATHSPECS="1", GIT_PROTOCOL_FROM_USER="0",
-               GIT_NO_LAZY_FETCH="1", GIT_ADVICE="0", LC_ALL="C", LANGUAGE="C")  # fmt: skip
+               GIT_NO_LAZY_FETCH="1", GIT_ADVICE="0", LC_ALL="C", LANGUAGE="C",
+               GIT_GRAFT_FILE=os.devnull)  # fmt: skip
+    if shadow is not None:
+        env["GIT_COMMON_DIR"] = str(shadow.path)
+        # Inside a pre-receive hook it is already set: the push's quarantine.
+        env.setdefault("GIT_OBJECT_DIRECTORY", str(shadow.real / "objects"))
     return env
+
+
+# Everything of a common git directory that a scan reads, but its config, info/ and shallow list.
+_LINKED = ("HEAD", "refs", "packed-refs", "logs", "worktrees")
+_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+class _Shadow:
+    """A stand-in for the repository's common directory, given to git as GIT_COMMON_DIR: links
+    to its refs, reflogs and worktrees, plus a config of our own. Git then never reads the
+    repository's config, which `-c` cannot neutralise: git parses every value of a key it knows
+    (core.*, diff.*, log.*, color.*) as it reads the file, so `core.bigFileThreshold = garbage` or
+    `log.date = bogus` kills a command before a command-line value could outrank it. Nor
+    `info/grafts`, nor (see `GitRepo._trim_shallow`) a `shallow` list that hides present history.
+    Removed when the repository object goes."""
+
+    def __init__(self, git_dir: Path) -> None:
+        marker = git_dir / "commondir"  # a linked worktree's git dir names the shared one
+        self.real = (git_dir / _read_small(marker).strip()).resolve() if marker.is_file() else git_dir
+        self._tmp = tempfile.TemporaryDirectory(prefix="leakscan-git-")
+        _STAND_INS.add(self)
+        self.path = Path(self._tmp.name) / "common"
+        (self.path / "info").mkdir(parents=True)
+        for name in _LINKED:  # dangling when absent, which git reads as absent
+            os.symlink(self.real / name, self.path / name)
+        os.symlink(self.real / "info" / "exclude", self.path / "info" / "exclude")
+        self.object_format = self._object_format()
+        version = 1 if self.object_format != "sha1" else 0
+        ext = f"[extensions]\n\tobjectformat = {self.object_format}\n" if version else ""
+        (self.path / "config").write_text(f"[core]\n\trepositoryformatversion = {version}\n{ext}")
+
+    def _object_format(self) -> str:
+        """The only setting of the repository's config that a scan needs."""
+        cmd = ["git", "config", "--file", str(self.real / "config"), "--null", "--get-regexp", r"^extensions\."]
+        env = {**_git_env(), "GIT_CEILING_DIRECTORIES": str(Path(self._tmp.name).parent)}
+        proc = subprocess.run(cmd, cwd=self._tmp.name, env=env, stdin=subprocess.DEVNULL, capture_output=True)
+        if proc.returncode not in (0, 1):  # a config git cannot parse at all: look for the key itself
+            try:
+                raw = _read_small(self.real / "config", 1 << 20)
+            except OSError:  # not even a file
+                return "sha1"
+            return "sha256" if re.search(r"(?im)^\s*objectformat\s*=\s*\"?sha256", raw) else "sha1"
+        ext = dict(item.partition("\n")[::2] for item in proc.stdout.decode("utf-8", "replace").split("\0") if item)
+        if "extensions.refstorage" in ext:  # refs this git cannot read: the scan would see none
+            raise GitSourceError(f"unsupported repository format: refstorage = {ext['extensions.refstorage']}")
+        return "sha256" if ext.get("extensions.objectformat", "").lower() == "sha256" else "sha1"
+
+
+_STAND_INS: weakref.WeakSet[_Shadow] = weakref.WeakSet()
+
+
+def remove_stand_ins() -> None:
+    """Remove every stand-in directory of this process now: for a process about to end through
+    `os._exit` (the hook's deadline), which runs no finalizer."""
+    for shadow in list(_STAND_INS):
+        shadow._tmp.cleanup()
+
+
+def _read_small(path: Path, limit: int = 4096) -> str:
+    with open(path, "rb") as fh:
+        return fh.read(limit).decode("utf-8", "surrogateescape")
+
+
+def _locate(p: Path) -> Path | None:
+    """The git directory of the work tree or bare repository at `p`, as git's discovery finds it
+    there: `.git`, the directory a `.git` file names, or `p` itself. Git checks what it finds."""
+    dotgit = p / ".git"
+    if dotgit.is_file():
+        text = _read_small(dotgit).strip()
+        if not text.startswith("gitdir:"):
+            return None
+        found = p / text.removeprefix("gitdir:").strip()
+    else:
+        found = dotgit if dotgit.is_dir() else p
+    return found.resolve() if (found / "HEAD").is_file() else None
 
 
 def _git_base(trust_foreign_owner: bool) -> list[str]:
@@ -256,23 +344,30 @@ def open_repo(path: str | os.PathLike, *, trust_foreign_owner: bool = False) -> 
     if not p.is_dir():
         raise GitSourceError(f"not a git repository: {path} (no such directory)")
     p = p.resolve()
-    env = _git_env()
-    env["GIT_CEILING_DIRECTORIES"] = str(p.parent)  # look at `path` itself, never its parents
-    cmd = [*_git_base(trust_foreign_owner), "rev-parse", "--absolute-git-dir",
-           "--is-bare-repository", "--show-object-format"]  # fmt: skip
+    git_dir = _locate(p)
+    if git_dir is None:
+        raise GitSourceError(f"not a git repository: {path}")
+    try:
+        repo = GitRepo(path=p, git_dir=git_dir, bare=git_dir == p, object_format="sha1",
+                       trust_foreign_owner=trust_foreign_owner)  # fmt: skip
+    except OSError as exc:
+        raise GitSourceError(f"not a git repository: {path} ({exc.strerror or exc})") from None
+    # Git's own discovery decides, under the stand-in config: is it a repository, and one whose
+    # owner we may read (safe.directory)?
+    env = {**repo._env, "GIT_CEILING_DIRECTORIES": str(p.parent)}  # look at `path`, never its parents
+    cmd = [*_git_base(trust_foreign_owner), "rev-parse", "--absolute-git-dir", "--show-object-format"]
     try:
         proc = subprocess.run(cmd, cwd=p, env=env, stdin=subprocess.DEVNULL, capture_output=True)
     except OSError as exc:
         raise GitSourceError(f"cannot run git: {exc.strerror or exc}") from None
-    if proc.returncode != 0:
-        msg = _first_line(proc.stderr)
-        if "dubious ownership" in msg:
+    lines = proc.stdout.decode("utf-8", "surrogateescape").splitlines()
+    if proc.returncode != 0 or len(lines) != 2 or Path(lines[0]) != git_dir:
+        if "dubious ownership" in _first_line(proc.stderr):
             raise GitSourceError(f"git refuses {path}: owned by another user (safe.directory)")
         raise GitSourceError(f"not a git repository: {path}")
-    lines = proc.stdout.decode("utf-8", "surrogateescape").splitlines()
-    git_dir, bare, fmt = Path(lines[0]), lines[1] == "true", lines[2]
-    return GitRepo(path=p, git_dir=git_dir, bare=bare, object_format=fmt,
-                   trust_foreign_owner=trust_foreign_owner)  # fmt: skip
+    repo.object_format = lines[1]
+    repo._trim_shallow()
+    return repo
 
 
 @dataclass(frozen=True)
@@ -306,8 +401,10 @@ class GitRepo:
         self.git_dir = git_dir
         self.bare = bare
         self.object_format = object_format
+        self.trust_foreign_owner = trust_foreign_owner
         self._base = [*_git_base(trust_foreign_owner), f"--git-dir={git_dir}"]
-        self._env = _git_env()
+        self._shadow = _Shadow(git_dir)
+        self._env = _git_env(self._shadow)
         self._head: dict[str, str] | None = None
 
     def __repr__(self) -> str:
@@ -333,6 +430,22 @@ class GitRepo:
     def _stderr(err: IO[bytes]) -> str:
         err.seek(0)
         return _first_line(err.read())
+
+    def _trim_shallow(self) -> None:
+        """Hand git the repository's `shallow` list minus the commits whose parents are all
+        present. A shallow clone's boundary stays (its parents are missing: walking past it would
+        fail); a listed commit with its history at hand would only hide that history."""
+        listed = self._shadow.real / "shallow"
+        if not listed.is_file():
+            return
+        oids = [o for o in _read_small(listed, 1 << 26).split() if _OID.fullmatch(o)]
+        _, out, _ = self._run(["rev-list", "--no-walk=unsorted", "--parents", "--ignore-missing", "--stdin"],
+                              input="".join(f"{o}\n" for o in oids).encode())  # fmt: skip
+        parents = {line.split()[0]: line.split()[1:] for line in out.decode().splitlines() if line}
+        present = set(self.existing(sorted({q for qs in parents.values() for q in qs})))
+        keep = [o for o in oids if o not in parents or not present.issuperset(parents[o])]
+        if keep:
+            (self._shadow.path / "shallow").write_text("".join(f"{o}\n" for o in keep))
 
     # -- what to walk --
 
@@ -685,7 +798,7 @@ class GitRepo:
         walk = self._walk(rev_range, since, False)
         args = ["log", *walk.args, "--stdin", "-z", "--raw", "--no-abbrev", "--no-renames",
                 "--no-ext-diff", "--no-textconv", "--no-color", "--root", "--no-show-signature",
-                "--encoding=UTF-8", "--full-history", "--diff-merges=first-parent",
+                "--encoding=UTF-8", "--full-history", "--diff-merges=first-parent", _NO_SUBMODULES,
                 "--format=%x01%H%x00%ct%x00%an%x00%aI"]  # fmt: skip
         procs = _Procs()
         found: dict[str, dict[str, tuple[int, Attribution]]] = {}
@@ -740,7 +853,7 @@ class GitRepo:
                      reflogs: bool) -> None:  # fmt: skip
         args = ["log", "--all", *(("--reflog",) if reflogs else ()), "-z", "--raw", "--no-abbrev",
                 "--no-renames", "--no-ext-diff", "--no-textconv", "--no-color", "--root",
-                "--no-show-signature", "--encoding=UTF-8", "--full-history",
+                "--no-show-signature", "--encoding=UTF-8", "--full-history", _NO_SUBMODULES,
                 "--diff-merges=separate" if merges else "--diff-merges=off",
                 "--format=%x01%H%x00%ct%x00%an%x00%aI", *(f"--find-object={o}" for o in oids)]  # fmt: skip
         code, out, err = self._run(args)
@@ -906,4 +1019,5 @@ __all__ = [
     "GitWarning",
     "UNREACHABLE_PATH",
     "open_repo",
+    "remove_stand_ins",
 ]

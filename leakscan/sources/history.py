@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..model import Finding, Place, Skip
 from .base import Blob, Opened, Source, bytes_opener
 from .files import FileEntry, TreeSource
-from .git import GitBlob, GitRepo, GitSourceError, GitWarning, Pushed
+from .git import GitBlob, GitRepo, GitSourceError, GitWarning, Pushed, open_repo
 
 COMMIT_MESSAGE_PATH = "(commit message)"
 TAG_MESSAGE_PATH = "(tag message)"
@@ -80,20 +80,26 @@ class _Plan:
 
 @dataclass(frozen=True)
 class GitOpener:
-    """Reads a shard of blobs through the repository's own `git cat-file --batch` (picklable:
-    a forked worker runs its own process)."""
+    """Reads a shard of blobs through `git cat-file --batch`. It holds the repository's path, not
+    the opened repository (whose stand-in git directory belongs to the process that made it): a
+    worker process opens its own."""
 
-    repo: GitRepo
+    path: str
+    trust_foreign_owner: bool = False
 
     def __call__(self, blobs: Sequence[Blob]) -> Iterator[Opened | Skip]:
-        by_oid = {b.key: b for b in blobs}
-        items = [GitBlob(b.key, b.places[0].path, b.size) for b in blobs]
-        for item in self.repo.read_blobs(items):
-            if isinstance(item, GitWarning):
-                yield item.to_skip()
-            else:
-                git_blob, read = item
-                yield by_oid[git_blob.oid], read
+        yield from read_git_blobs(open_repo(self.path, trust_foreign_owner=self.trust_foreign_owner), blobs)
+
+
+def read_git_blobs(repo: GitRepo, blobs: Sequence[Blob]) -> Iterator[Opened | Skip]:
+    by_oid = {b.key: b for b in blobs}
+    items = [GitBlob(b.key, b.places[0].path, b.size) for b in blobs]
+    for item in repo.read_blobs(items):
+        if isinstance(item, GitWarning):
+            yield item.to_skip()
+        else:
+            git_blob, read = item
+            yield by_oid[git_blob.oid], read
 
 
 class BlobHistory(Source):
@@ -104,11 +110,14 @@ class BlobHistory(Source):
 
     def __init__(self, repo: GitRepo, plan: _Plan, all_objects: bool) -> None:
         self.repo, self.plan, self.all_objects = repo, plan, all_objects
-        self.opener = GitOpener(repo)
+        self.opener = GitOpener(str(repo.git_dir), repo.trust_foreign_owner)
         self.lfs_store = repo.git_dir / "lfs" / "objects"
         self.incremental = plan.previous is not None
         self.head_secrets: set[str] = set()  # secrets HEAD's blobs still hold, for the message source
         self._places: dict[str, tuple[Place, ...]] = {}
+
+    def read(self, blobs: Sequence[Blob]) -> Iterator[Opened | Skip]:
+        return read_git_blobs(self.repo, blobs)  # in this process: the repository already opened
 
     def listing(self) -> Iterator[Blob | Skip]:
         listed: list[Blob] = []
