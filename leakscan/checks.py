@@ -202,7 +202,7 @@ _PLACEHOLDER_MARKERS = regex.compile(
     + rb"|\*\*\*|\.\.\.|<[^>]*>|\$\{|\{\{|%\(|\$[A-Z_]{3,}"
 )
 # Short filler decides only by how much of the token it covers: runs of one character, x runs,
-# counting runs (1234, abcd, 9876) and the words people type into a template.
+# counting runs (12345, abcde, 98765) and the words people type into a template.
 _FILLER = regex.compile(
     rb"(.)\1{3,}|(?i:x{3,})"
     rb"|(?i:your|my|api|access|secret|private|token|key|here|test|fake|demo|abc|foo|bar|value|none|null"
@@ -211,8 +211,9 @@ _FILLER = regex.compile(
 _FILLER_SHARE = 0.5
 
 
-def _counting_runs(secret: bytes, shortest: int = 4) -> list[tuple[int, int]]:
-    """Spans of letters or digits that count up or down by one (1234, abcd, 9876)."""
+def _counting_runs(secret: bytes, shortest: int = 5) -> list[tuple[int, int]]:
+    """Spans of five or more letters or digits that count up or down by one (12345, abcde, 98765);
+    a hand-typed fake key strings several together, a random one has at most a short one."""
     spans, start = [], 0
     for i in range(1, len(secret) + 1):
         if i < len(secret) and chr(secret[i]).isalnum() and chr(secret[i - 1]).isalnum() and (
