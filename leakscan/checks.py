@@ -191,12 +191,64 @@ CHECKS: dict[str, Callable[[bytes], bool]] = {
 # ---------------------------------------------------------------------------------------------
 # filters: any that says "false positive" drops the match
 
-_PLACEHOLDER_WORDS = regex.compile(
-    rb"(?i:xxxx|\*\*\*|\.\.\.|example|sample|dummy|placeholder|redacted|changeme|change_me|"
-    rb"insert|replace|fake|notreal|not_real|test_?key|secret_here|token_here|key_here)"
-    rb"|your|YOUR|Your|<[^>]*>|\$\{|\{\{|%\(|\$[A-Z_]{3,}"
+# A placeholder is judged on the whole token: a random key that happens to contain `xxx`, `1234`
+# or `test` is still a key. Markers that random key alphabets cannot produce (templates, masks,
+# `...`) or that are too long to occur by chance (`example`, `placeholder`) decide on their own.
+_MARKER_WORDS = ("example", "sample", "dummy", "placeholder", "redacted", "changeme", "change_me",
+                 "insert", "replace", "notreal", "not_real", "secret_here", "token_here", "key_here")
+# In one consistent case, as people write them: a random mixed-case key spells `duMmY` now and then.
+_PLACEHOLDER_MARKERS = regex.compile(
+    b"|".join(regex.escape(v).encode() for w in _MARKER_WORDS for v in (w, w.upper(), w.capitalize()))
+    + rb"|\*\*\*|\.\.\.|<[^>]*>|\$\{|\{\{|%\(|\$[A-Z_]{3,}"
 )
-_REPEAT = regex.compile(rb"(.)\1{5,}")
+# Short filler decides only by how much of the token it covers: runs of one character, x runs,
+# counting runs (12345, abcde, 98765) and the words people type into a template.
+_FILLER = regex.compile(
+    rb"(.)\1{3,}|(?i:x{3,})"
+    rb"|(?i:your|my|api|access|secret|private|token|key|here|test|fake|demo|abc|foo|bar|value|none|null"
+    rb"|please|paste|put|goes|enter|generated|password|pass|string|random|some|xyz|qwerty|todo|tbd)"
+)
+_FILLER_SHARE = 0.5
+
+
+def _counting_runs(secret: bytes, shortest: int = 5) -> list[tuple[int, int]]:
+    """Spans of five or more letters or digits that count up or down by one (12345, abcde, 98765);
+    a hand-typed fake key strings several together, a random one has at most a short one."""
+    spans, start = [], 0
+    for i in range(1, len(secret) + 1):
+        if i < len(secret) and chr(secret[i]).isalnum() and chr(secret[i - 1]).isalnum() and (
+                abs(secret[i] - secret[i - 1]) == 1 and (i - start < 2 or secret[i] - secret[i - 1] == secret[i - 1] - secret[i - 2])):  # fmt: skip
+            continue
+        if i - start >= shortest:
+            spans.append((start, i))
+        start = i
+    return spans
+
+
+def filler_share(secret: bytes) -> float:
+    """How much of the token's letters and digits are filler rather than noise."""
+    body = sum(1 for b in secret if chr(b).isalnum())
+    if not body:
+        return 1.0
+    covered = bytearray(len(secret))
+    for m in _FILLER.finditer(secret):
+        covered[m.start() : m.end()] = b"\1" * (m.end() - m.start())
+    for start, end in _counting_runs(secret):
+        covered[start:end] = b"\1" * (end - start)
+    filler = sum(1 for i, b in enumerate(secret) if covered[i] and chr(b).isalnum())
+    return filler / body
+
+
+def filter_placeholder(secret: bytes) -> bool:
+    """True = a placeholder, template or documented example: a marker no random key carries, or
+    a token made mostly of filler."""
+    if _PLACEHOLDER_MARKERS.search(secret):
+        return True
+    return filler_share(secret) >= _FILLER_SHARE
+
+
+# For prefix-less generic matches there is no random body to weigh, so a hint anywhere counts.
+_GENERIC_HINTS = regex.compile(rb"(?i:xxxx|fake|test_?key)|your|YOUR|Your|(.)\1{5,}")
 _SEQUENCES = (b"0123456789", b"abcdefghijklmnopqrstuvwxyz", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -206,13 +258,6 @@ def _has_sequence(data: bytes, run: int = 6) -> bool:
             if seq[i : i + run] in data:
                 return True
     return False
-
-
-def filter_placeholder(secret: bytes) -> bool:
-    """True = looks like a placeholder, template or documented example."""
-    if _PLACEHOLDER_WORDS.search(secret):
-        return True
-    return bool(_REPEAT.search(secret)) or _has_sequence(secret)
 
 
 _UUID = regex.compile(rb"(?i)^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -234,6 +279,8 @@ def filter_generic(secret: bytes) -> bool:
     """False-positive filters for the prefix-less generic detector: what a reviewer would
     dismiss at a glance."""
     if filter_placeholder(secret) or _PUBLIC_BY_DESIGN.match(secret):
+        return True
+    if _GENERIC_HINTS.search(secret) or _has_sequence(secret):
         return True
     if _UUID.match(secret) or _ENV_LOOKUP.match(secret) or _FILE_OR_URL.search(secret):
         return True
