@@ -8,7 +8,8 @@ whole expanded text is the secret.
 Fields: {alpha:N} {lower:N} {upper:N} {digits:N} {hex:N} {HEX:N} {b36:N} {b62:N} {b64:N}
 {b64url:N} {base32:N} {uuid} {crc-token:PREFIX:N} (PREFIX_ + N base62 + CRC-32 checksum, as
 GitHub and npm do) {gitlab-routable:PREFIX} {jwt} {jwt:ROLE} {pem:TYPE} {pem-escaped:TYPE} {openssh}
-{neptune} {gcp-sa-b64[:pretty|compact]}. `{{` and `}}` stand for literal braces.
+{neptune} {gcp-sa-b64[:pretty|compact]} {pem-b64:TYPE} (base64 of a PEM key)
+{b64-userpass:USER} (base64 of USER:random). `{{` and `}}` stand for literal braces.
 """
 
 from __future__ import annotations
@@ -107,6 +108,11 @@ def _field(rng: random.Random, name: str, arg: str | None) -> str:
         return pem(rng, arg or "RSA", newline="\\n")
     if name == "openssh":
         return pem(rng, "OPENSSH")
+    if name == "pem-b64":  # a whole PEM key, base64-encoded (kubeconfig client-key-data)
+        return base64.b64encode(pem(rng, arg or "RSA").encode() + b"\n").decode()
+    if name == "b64-userpass":  # base64 of USER:password (Docker config.json `auth`)
+        password = _random_text(rng, ALPHABETS["b62"], 24)
+        return base64.b64encode(f"{arg or 'user'}:{password}".encode()).decode()
     if name == "neptune":
         doc = {"api_address": "https://app.neptune.ai", "api_url": "https://app.neptune.ai",
                "api_key": str(uuid.UUID(int=rng.getrandbits(128), version=4))}  # fmt: skip
