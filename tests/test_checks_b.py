@@ -4,6 +4,7 @@ kubeconfig `client-key-data`) and the template fields that generate them."""
 from __future__ import annotations
 
 import base64
+import json
 import random
 
 from leakscan.checks import CHECKS, check_base64_pem, check_base64_userpass
@@ -59,3 +60,14 @@ def test_template_fields_generate_what_the_checks_accept():
     _, key = expand("{pem-b64:EC}", random.Random(2))
     assert base64.b64decode(key).startswith(b"-----BEGIN EC PRIVATE KEY-----\n")
     assert check_base64_pem(key.encode())
+
+
+def test_cloudflare_tunnel_and_bech32_fields():
+    from leakscan.checks import check_base64_json
+
+    _, tunnel = expand("{cf-tunnel}", random.Random(3))
+    doc = json.loads(base64.b64decode(tunnel))
+    assert tunnel.startswith("eyJhIjoi") and set(doc) == {"a", "t", "s"} and len(doc["a"]) == 32
+    assert check_base64_json(tunnel.encode())
+    _, ident = expand("{bech32:58}", random.Random(4))
+    assert len(ident) == 58 and not set(ident) & set("BIO1abcdefghijklmnopqrstuvwxyz")
