@@ -338,3 +338,38 @@ FILTERS: dict[str, Callable[[bytes], bool]] = {
     "identifier": filter_identifier,
     "human-password": filter_human_password,
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# checks for credentials stored base64-encoded inside config files (Docker, kubeconfig)
+
+_DOC_PASSWORDS = {b"password", b"passw0rd", b"secret", b"changeme", b"pass", b"token", b"pat"}
+
+
+def _b64_strict(secret: bytes) -> bytes | None:
+    try:
+        return base64.b64decode(secret, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def check_base64_userpass(secret: bytes) -> bool:
+    """base64 of `user:password`, as Docker's config.json keeps registry logins (`auth`): printable
+    text, a user, and a password that is neither a placeholder nor a documentation word."""
+    raw = _b64_strict(secret)
+    if raw is None or not raw.isascii() or not all(32 < c < 127 for c in raw):
+        return False
+    user, sep, password = raw.partition(b":")
+    if not sep or not user or len(password) < 6:
+        return False
+    return password.lower() not in _DOC_PASSWORDS and not filter_placeholder(password)
+
+
+def check_base64_pem(secret: bytes) -> bool:
+    """base64 of a PEM private key (kubeconfig `client-key-data`) whose body is a plausible key."""
+    raw = _b64_strict(secret)
+    return raw is not None and b"PRIVATE KEY" in raw[:80] and check_pem(raw)
+
+
+CHECKS["base64-userpass"] = check_base64_userpass
+CHECKS["base64-pem"] = check_base64_pem

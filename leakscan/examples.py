@@ -6,9 +6,10 @@ at test time. `<<` `>>` mark the part a detector must report as the secret; with
 whole expanded text is the secret.
 
 Fields: {alpha:N} {lower:N} {upper:N} {digits:N} {hex:N} {HEX:N} {b36:N} {b62:N} {b64:N}
-{b64url:N} {base32:N} {uuid} {crc-token:PREFIX:N} (PREFIX_ + N base62 + CRC-32 checksum, as
+{b64url:N} {base32:N} {bech32:N} {uuid} {crc-token:PREFIX:N} (PREFIX_ + N base62 + CRC-32 checksum, as
 GitHub and npm do) {gitlab-routable:PREFIX} {jwt} {jwt:ROLE} {pem:TYPE} {pem-escaped:TYPE} {openssh}
-{neptune} {gcp-sa-b64[:pretty|compact]}. `{{` and `}}` stand for literal braces.
+{neptune} {gcp-sa-b64[:pretty|compact]} {pem-b64:TYPE} (base64 of a PEM key)
+{b64-userpass:USER} (base64 of USER:random) {cf-tunnel} (Cloudflare Tunnel token). `{{` and `}}` stand for literal braces.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ ALPHABETS = {
     "b64": string.ascii_letters + string.digits + "+/",
     "b64url": string.ascii_letters + string.digits + "-_",
     "base32": string.ascii_uppercase + "234567",
+    "bech32": "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L",  # upper-case bech32 (age identities)
 }
 
 _FIELD = regex.compile(r"\{\{|\}\}|\{([A-Za-z0-9-]+)(?::([^{}]*))?\}")
@@ -107,6 +109,15 @@ def _field(rng: random.Random, name: str, arg: str | None) -> str:
         return pem(rng, arg or "RSA", newline="\\n")
     if name == "openssh":
         return pem(rng, "OPENSSH")
+    if name == "pem-b64":  # a whole PEM key, base64-encoded (kubeconfig client-key-data)
+        return base64.b64encode(pem(rng, arg or "RSA").encode() + b"\n").decode()
+    if name == "b64-userpass":  # base64 of USER:password (Docker config.json `auth`)
+        password = _random_text(rng, ALPHABETS["b62"], 24)
+        return base64.b64encode(f"{arg or 'user'}:{password}".encode()).decode()
+    if name == "cf-tunnel":  # a Cloudflare Tunnel token: base64 JSON with account, tunnel, secret
+        doc = {"a": _random_text(rng, ALPHABETS["hex"], 32), "t": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+               "s": base64.b64encode(rng.randbytes(32)).decode()}  # fmt: skip
+        return base64.b64encode(json.dumps(doc, separators=(",", ":")).encode()).decode()
     if name == "neptune":
         doc = {"api_address": "https://app.neptune.ai", "api_url": "https://app.neptune.ai",
                "api_key": str(uuid.UUID(int=rng.getrandbits(128), version=4))}  # fmt: skip
