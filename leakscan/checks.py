@@ -291,3 +291,36 @@ FILTERS: dict[str, Callable[[bytes], bool]] = {
     "identifier": filter_identifier,
     "human-password": filter_human_password,
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# checks for wrapped credential formats (base64 PEM keys, base64 user:password)
+
+
+def check_pem_base64(secret: bytes) -> bool:
+    """A whole PEM private key wrapped in base64 (Kubernetes secrets, env vars, CI variables):
+    it decodes to a PEM block whose body passes `check_pem`."""
+    raw = _b64_text(secret)
+    return raw is not None and b"PRIVATE KEY" in raw[:64] and check_pem(raw)
+
+
+def check_basic_auth_base64(secret: bytes) -> bool:
+    """base64 of `user:password` (an .npmrc `_auth`, an HTTP Basic header): printable text with
+    a non-empty user and a password of at least 6 characters."""
+    raw = _b64_text(secret)
+    if raw is None or not all(32 < c < 127 for c in raw):
+        return False
+    user, sep, password = raw.partition(b":")
+    return bool(sep and user) and len(password) >= 6
+
+
+def _b64_text(secret: bytes) -> bytes | None:
+    body = bytes(c for c in secret if c not in b" \t\r\n")
+    try:
+        return base64.b64decode(body + b"=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+CHECKS["pem-base64"] = check_pem_base64
+CHECKS["basic-auth-base64"] = check_basic_auth_base64

@@ -8,7 +8,8 @@ whole expanded text is the secret.
 Fields: {alpha:N} {lower:N} {upper:N} {digits:N} {hex:N} {HEX:N} {b36:N} {b62:N} {b64:N}
 {b64url:N} {base32:N} {uuid} {crc-token:PREFIX:N} (PREFIX_ + N base62 + CRC-32 checksum, as
 GitHub and npm do) {gitlab-routable:PREFIX} {jwt} {jwt:ROLE} {pem:TYPE} {pem-escaped:TYPE} {openssh}
-{neptune} {gcp-sa-b64[:pretty|compact]}. `{{` and `}}` stand for literal braces.
+{neptune} {gcp-sa-b64[:pretty|compact]} {pem-b64:TYPE} {basic-b64}. `{{` and `}}` stand for literal
+braces.
 """
 
 from __future__ import annotations
@@ -105,6 +106,11 @@ def _field(rng: random.Random, name: str, arg: str | None) -> str:
         return pem(rng, arg or "RSA")
     if name == "pem-escaped":
         return pem(rng, arg or "RSA", newline="\\n")
+    if name == "pem-b64":  # a whole PEM block, base64-wrapped (Kubernetes secrets, env vars)
+        return base64.b64encode((pem(rng, arg or "RSA") + "\n").encode()).decode()
+    if name == "basic-b64":  # base64 of user:password, as .npmrc `_auth` and Basic headers carry
+        user = _random_text(rng, ALPHABETS["lower"], 8)
+        return base64.b64encode(f"{user}:{_random_text(rng, ALPHABETS['b62'], 16)}".encode()).decode()
     if name == "openssh":
         return pem(rng, "OPENSSH")
     if name == "neptune":
