@@ -347,8 +347,11 @@ _DOC_PASSWORDS = {b"password", b"passw0rd", b"secret", b"changeme", b"pass", b"t
 
 
 def _b64_strict(secret: bytes) -> bytes | None:
+    """The bytes `secret` encodes, read through line breaks (`base64` wraps at 76 columns) and
+    missing padding; None when it is not base64."""
+    body = bytes(c for c in secret if c not in b" \t\r\n")
     try:
-        return base64.b64decode(secret, validate=True)
+        return base64.b64decode(body + b"=" * (-len(body) % 4), validate=True)
     except (binascii.Error, ValueError):
         return None
 
