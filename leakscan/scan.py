@@ -112,14 +112,7 @@ class Scanner:
                 result.skipped.append(Skip(origin.path, item.reason, where))
             else:
                 layered += self._raw_bytes(item.data, replace(origin, container=where))
-        if layered:
-            # A secret found in a decoded layer is reported there (with its container), not
-            # again as the raw bytes of the notebook or archive that hold it, nor as the
-            # "generic" high-entropy base64/hex text it was encoded into.
-            inner = {(f.detector, f.secret_sha256) for f in layered}
-            secrets = [f.secret.encode() for f in layered]
-            result.findings = [f for f in result.findings if (f.detector, f.secret_sha256) not in inner
-                               and not (f.generic and _encodes_any(f.secret, secrets))] + layered  # fmt: skip
+        result.findings = _outer_only(result.findings, layered) + layered
         return result
 
     def _scan_lfs_object(self, oid: str | None, origin: Origin, lfs_store: Path | None) -> Scanned:
@@ -145,7 +138,44 @@ class Scanner:
             return Scanned([], [Skip(entry.path, f"unreadable: {exc.strerror or exc}")])
 
 
-def _encodes_any(text: str, secrets: list[bytes]) -> bool:
+def _outer_only(found: list[Finding], layered: list[Finding]) -> list[Finding]:
+    """A secret found in a decoded layer is reported there (with its container), not again as
+    the raw bytes of the notebook or archive that hold it, nor as the "generic" high-entropy
+    base64/hex text it was encoded into."""
+    if not layered:
+        return found
+    inner = {(f.detector, f.secret_sha256) for f in layered}
+    secrets = _Secrets(f.secret.encode() for f in layered)
+    return [f for f in found if (f.detector, f.secret_sha256) not in inner
+            and not (f.generic and _encodes_any(f.secret, secrets))]  # fmt: skip
+
+
+class _Secrets:
+    """Whether a short text holds any of many secrets, in time linear in the text's length: the
+    secrets are indexed by their first k bytes (k: the shortest secret's length) and by length,
+    so each position of the text costs one lookup, plus one per distinct length of the secrets
+    that begin there. Testing each secret in turn cost the product of the two counts, which an
+    attacker chooses."""
+
+    def __init__(self, secrets: Iterable[bytes]) -> None:
+        self.index: dict[bytes, dict[int, set[bytes]]] = {}
+        unique = set(secrets)
+        self.k = min(map(len, unique), default=0)
+        for s in unique:
+            self.index.setdefault(s[: self.k], {}).setdefault(len(s), set()).add(s)
+
+    def found_in(self, text: bytes) -> bool:
+        k, index = self.k, self.index
+        if not k:
+            return bool(index)  # the empty secret is in everything
+        for i in range(len(text) - k + 1):
+            by_length = index.get(text[i : i + k])
+            if by_length and any(text[i : i + n] in group for n, group in by_length.items()):
+                return True
+        return False
+
+
+def _encodes_any(text: str, secrets: _Secrets) -> bool:
     """Whether `text` is base64, base64url or hex of something holding one of `secrets`."""
     raw = text.encode()
     decoded = []
@@ -158,7 +188,7 @@ def _encodes_any(text: str, secrets: list[bytes]) -> bool:
         decoded.append(bytes.fromhex(text))
     except ValueError:
         pass
-    return any(s in d for d in decoded for s in secrets)
+    return any(secrets.found_in(d) for d in decoded)
 
 
 def _join(outer: str | None, inner: str | None) -> str | None:
