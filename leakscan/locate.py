@@ -19,20 +19,31 @@ _MAX_LINE_PEEK = 4096  # how far around a match we look for the marker on its li
 
 def locate_stream(matcher: Matcher, read: Callable[[int], bytes], chunk_size: int | None = None) -> Iterator[tuple[Candidate, Location]]:
     """Scan a stream and yield each candidate with its 1-based line and column."""
-    lines_before = 0  # newlines in the stream before the current chunk
-    last_newline = -1  # absolute offset of the last newline before the current chunk
-    prev: tuple[bytes, int] | None = None
+    lines = LineCounter()
     kwargs = {"chunk_size": chunk_size} if chunk_size else {}
     for data, offset, cands in matcher.scan_stream(read, **kwargs):
-        if prev is not None:
-            pdata, poff = prev
+        yield from lines.locate(data, offset, cands)
+
+
+class LineCounter:
+    """Lines of a stream seen chunk by chunk (chunks overlapping, in order), for locating the
+    candidates of each chunk."""
+
+    def __init__(self) -> None:
+        self.lines_before = 0  # newlines in the stream before the current chunk
+        self.last_newline = -1  # absolute offset of the last newline before the current chunk
+        self.prev: tuple[bytes, int] | None = None
+
+    def locate(self, data: bytes, offset: int, cands: list[Candidate]) -> Iterator[tuple[Candidate, Location]]:
+        if self.prev is not None:
+            pdata, poff = self.prev
             advance = offset - poff
-            lines_before += pdata.count(b"\n", 0, advance)
+            self.lines_before += pdata.count(b"\n", 0, advance)
             nl = pdata.rfind(b"\n", 0, advance)
             if nl >= 0:
-                last_newline = poff + nl
-        prev = (data, offset)
-        yield from _locate(data, offset, cands, lines_before, last_newline)
+                self.last_newline = poff + nl
+        self.prev = (data, offset)
+        return _locate(data, offset, cands, self.lines_before, self.last_newline)
 
 
 def _locate(data: bytes, offset: int, cands: list[Candidate], lines_before: int,

@@ -37,6 +37,7 @@ import os
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import regex
@@ -175,24 +176,62 @@ class Matcher:
     def scan_stream(self, read: Callable[[int], bytes], chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[bytes, int, list[Candidate]]]:
         """Scan a stream given by `read(n)` in overlapping chunks. Yields (chunk, chunk_offset,
         candidates) so the caller can locate lines without a second read."""
+        feed = ChunkFeed(self, chunk_size)
+        while data := read(chunk_size):
+            for c in feed.feed(data):
+                yield c.data, c.offset, c.candidates
+        for c in feed.close():
+            yield c.data, c.offset, c.candidates
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One chunk of a stream as scanned: its bytes, where they sit, and the part it owns."""
+
+    data: bytes
+    offset: int  # of data[0] in the stream
+    own: tuple[int, int]  # chunk-relative [from, until): match starts this chunk reports
+    final: bool
+    candidates: list[Candidate]
+
+
+class ChunkFeed:
+    """`Matcher.scan_stream` for bytes pushed in as they come (a layer decoded while its
+    container streams past): `feed` returns the chunks it completed, `close` the last one.
+
+    Chunk i owns match starts up to 2*margin past where chunk i+1 begins, chunk i+1 owns the
+    rest: each side then sees every owned match whole, with margin for lookaround. Chunks start
+    at fixed offsets (multiples of chunk_size - OVERLAP) however the bytes are pushed."""
+
+    def __init__(self, matcher: Matcher, chunk_size: int = CHUNK_SIZE) -> None:
         if chunk_size <= 2 * OVERLAP:
             raise ValueError("chunk_size must exceed twice the overlap")
-        # Chunk i owns match starts up to 2*margin past where chunk i+1 begins, chunk i+1 owns
-        # the rest: each side then sees every owned match whole, with margin for lookaround.
-        handover = 2 * LOOKAROUND_MARGIN
-        offset, first = 0, 0
-        data = read(chunk_size)
-        while data:
-            more = read(chunk_size - OVERLAP) if len(data) >= chunk_size else b""
-            if more:
-                own = (first, len(data) - OVERLAP + handover)
-                yield data, offset, self.scan(data, base=offset, own=own)
-                offset += len(data) - OVERLAP
-                data = data[-OVERLAP:] + more
-                first = handover
-            else:
-                yield data, offset, self.scan(data, base=offset, own=(first, len(data)))
-                return
+        self.matcher = matcher
+        self.chunk_size = chunk_size
+        self._buf = bytearray()
+        self._offset = 0
+        self._first = 0
+
+    def feed(self, data: bytes) -> list[Chunk]:
+        self._buf += data
+        out = []
+        size, handover = self.chunk_size, 2 * LOOKAROUND_MARGIN
+        while len(self._buf) > size:  # a byte beyond the chunk: it is not the last
+            out.append(self._scan(bytes(self._buf[:size]), (self._first, size - OVERLAP + handover), False))
+            del self._buf[: size - OVERLAP]
+            self._offset += size - OVERLAP
+            self._first = handover
+        return out
+
+    def close(self) -> list[Chunk]:
+        if not self._buf:
+            return []
+        data = bytes(self._buf)
+        self._buf = bytearray()
+        return [self._scan(data, (self._first, len(data)), True)]
+
+    def _scan(self, data: bytes, own: tuple[int, int], final: bool) -> Chunk:
+        return Chunk(data, self._offset, own, final, self.matcher.scan(data, base=self._offset, own=own))
 
 
 _CACHE_FORMAT = 1  # bump when the layout of compiled entries changes

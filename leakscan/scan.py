@@ -14,9 +14,10 @@ from pathlib import Path
 
 from .detectors import RuleSet
 from .findings import Suppressions, dedupe, make_finding
-from .locate import locate_bytes, locate_stream
+from .locate import LineCounter, locate_bytes, locate_stream
 from .decoders import Limits, decode, is_lfs_pointer, lfs_oid, sniff
-from .matcher import CHUNK_SIZE, Matcher, bytes_reader
+from .decoders.stream import EncodedStream
+from .matcher import CHUNK_SIZE, Chunk, ChunkFeed, Matcher, bytes_reader
 from .model import Candidate, Finding, Location, Origin, Skip
 from .sources.files import FileEntry, walk
 
@@ -82,7 +83,9 @@ class Scanner:
                 return self._scan_whole(data, origin, lfs_store)
             why = f"too large to decode: over the {budget >> 20} MiB decoded-bytes limit; scanned as raw bytes"
             return Scanned(self._raw(_chain(data, read), origin), [Skip(origin.path, why, origin.container)])
-        return Scanned(self._raw(_chain(head, read), origin))
+        if self.limits is None:
+            return Scanned(self._raw(_chain(head, read), origin))
+        return self._scan_text_stream(head, read, origin)
 
     def _raw(self, read: Callable[[int], bytes], origin: Origin) -> list[Finding]:
         return self._findings(locate_stream(self.matcher, read), origin)
@@ -115,6 +118,19 @@ class Scanner:
         result.findings = _outer_only(result.findings, layered) + layered
         return result
 
+    def _scan_text_stream(self, head: bytes, read: Callable[[int], bytes], origin: Origin) -> Scanned:
+        """A text blob too big to hold: raw bytes and encoded text scanned as they stream past."""
+        result, layered = Scanned(), []
+        stream = _TextStream(self, origin, 0, result, layered)
+        data = head
+        while data:
+            stream.feed(data)
+            data = read(CHUNK_SIZE)
+        stream.close()
+        result.findings = _outer_only(result.findings, layered) + layered
+        result.skipped = list(dict.fromkeys(result.skipped))  # windows hit the same limits alike
+        return result
+
     def _scan_lfs_object(self, oid: str | None, origin: Origin, lfs_store: Path | None) -> Scanned:
         if oid is None or lfs_store is None:
             return Scanned()
@@ -136,6 +152,42 @@ class Scanner:
                 return self.scan_stream(_reader(fh), Origin(entry.path), lfs_store=lfs_store)
         except OSError as exc:
             return Scanned([], [Skip(entry.path, f"unreadable: {exc.strerror or exc}")])
+
+
+class _TextStream:
+    """One text stream (a blob, or a layer decoded as it streams, see decoders.stream): its raw
+    bytes through the matcher chunk by chunk, and each chunk shown to the encoded-text decoder
+    as a window. Its findings go to `result` (the blob's own) or `layered` (a decoded layer's)."""
+
+    def __init__(self, scanner: Scanner, origin: Origin, enc: int, result: Scanned, layered: list[Finding]) -> None:
+        assert scanner.limits is not None
+        self.scanner, self.origin, self.enc = scanner, origin, enc
+        self.result, self.layered = result, layered
+        self.found = result.findings if enc == 0 else layered
+        self.chunks = ChunkFeed(scanner.matcher)
+        self.lines = LineCounter()
+        self.encoded = EncodedStream(origin.path, enc, scanner.limits, self._nested)
+
+    def _nested(self, name: str) -> _TextStream:
+        inner = replace(self.origin, container=_join(self.origin.container, name))
+        return _TextStream(self.scanner, inner, self.enc + 1, self.result, self.layered)
+
+    def feed(self, data: bytes) -> None:
+        for chunk in self.chunks.feed(data):
+            self._chunk(chunk)
+
+    def close(self) -> None:
+        for chunk in self.chunks.close():
+            self._chunk(chunk)
+
+    def _chunk(self, c: Chunk) -> None:
+        self.found += self.scanner._findings(self.lines.locate(c.data, c.offset, c.candidates), self.origin)
+        for item in self.encoded.window(c.data, c.offset, c.own, c.final):
+            where = _join(self.origin.container, item.container)
+            if isinstance(item, Skip):
+                self.result.skipped.append(Skip(self.origin.path, item.reason, where))
+            else:
+                self.layered += self.scanner._raw_bytes(item.data, replace(self.origin, container=where))
 
 
 def _outer_only(found: list[Finding], layered: list[Finding]) -> list[Finding]:
