@@ -13,14 +13,31 @@ a match must contain one of its rule's keywords in either case.
 
 Streams are scanned in overlapping chunks: chunk i owns the matches that start before chunk i+1's
 owned region begins, so nothing is lost at a boundary and nothing is reported twice.
+
+The work on a chunk grows linearly with its length, whatever its content (an attacker chooses
+it: a push that cannot be scanned in time must not get through). Every step is a sort and a
+sweep or a lookup, none compares candidates pairwise:
+  * start windows: at most one per byte per rule entry (Hyperscan reports a pattern's match end
+    once; a keyword occurs once at a place); merged per rule by sorting;
+  * confirmation: a rule's regex searches each merged window plus max_width + LOOKAROUND_MARGIN
+    bytes after it, at most (max_width + margin) per window beyond the chunk itself, so the bytes
+    searched are bounded by the chunk times a constant of the detector set (max_width ≤ 16 KiB);
+  * checks and filters run once per match, on at most max_width bytes; a generic match that a
+    specific rule already recognised is dropped first, by a binary search over the specific
+    secrets' spans.
+Nothing is capped (a cap would drop secrets past it); the time limits of the callers (the
+hook's timeout) bound a whole scan.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import os
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import regex
@@ -105,25 +122,26 @@ class Matcher:
         windows = self._start_windows(data)
         found: dict[tuple[int, int, int], Candidate] = {}
         specific: list[tuple[int, int]] = []  # secrets a specific rule recognised, kept or not
-        for idx, spans in windows.items():
+        covered: Callable[[int, int], bool] | None = None
+        # Specific rules first: a generic rule never reports what a specific rule recognised (a
+        # GitHub token is not a "generic API key", and neither is Stripe's documented example
+        # that stripe.toml allows on purpose), so its matches there are dropped before their
+        # checks and filters run — in a file of tokens, that is half the work.
+        for idx in sorted(windows, key=lambda i: self.rules[i].generic):
             rule = self.rules[idx]
-            for s0, s1 in _merge(spans):
+            if rule.generic and covered is None:
+                covered = _span_index(specific)
+            for s0, s1 in _merge(windows[idx]):
                 s0, s1 = max(s0, first), min(s1, limit - 1)
                 if s0 >= limit:
                     break
                 if s1 < s0:
                     continue
-                for span, cand in _confirm(rule, data, s0, s1, base):
+                for span, cand in _confirm(rule, data, s0, s1, base, covered if rule.generic else None):
                     if not rule.generic and span is not None:
                         specific.append(span)
                     if cand is not None:
                         found.setdefault((cand.match_start, cand.match_end, idx), cand)
-        if specific:
-            # A generic rule never reports what a specific rule recognised: a GitHub token is not
-            # a "generic API key", and neither is Stripe's documented example that stripe.toml
-            # allows on purpose.
-            found = {k: c for k, c in found.items()
-                     if not self.rules[k[2]].generic or not any(a < c.end and c.start < b for a, b in specific)}  # fmt: skip
         return [found[k] for k in sorted(found, key=lambda k: (k[0], k[1], self.rules[k[2]].id))]
 
     def _start_windows(self, data: bytes) -> dict[int, list[tuple[int, int]]]:
@@ -158,24 +176,62 @@ class Matcher:
     def scan_stream(self, read: Callable[[int], bytes], chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[bytes, int, list[Candidate]]]:
         """Scan a stream given by `read(n)` in overlapping chunks. Yields (chunk, chunk_offset,
         candidates) so the caller can locate lines without a second read."""
+        feed = ChunkFeed(self, chunk_size)
+        while data := read(chunk_size):
+            for c in feed.feed(data):
+                yield c.data, c.offset, c.candidates
+        for c in feed.close():
+            yield c.data, c.offset, c.candidates
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One chunk of a stream as scanned: its bytes, where they sit, and the part it owns."""
+
+    data: bytes
+    offset: int  # of data[0] in the stream
+    own: tuple[int, int]  # chunk-relative [from, until): match starts this chunk reports
+    final: bool
+    candidates: list[Candidate]
+
+
+class ChunkFeed:
+    """`Matcher.scan_stream` for bytes pushed in as they come (a layer decoded while its
+    container streams past): `feed` returns the chunks it completed, `close` the last one.
+
+    Chunk i owns match starts up to 2*margin past where chunk i+1 begins, chunk i+1 owns the
+    rest: each side then sees every owned match whole, with margin for lookaround. Chunks start
+    at fixed offsets (multiples of chunk_size - OVERLAP) however the bytes are pushed."""
+
+    def __init__(self, matcher: Matcher, chunk_size: int = CHUNK_SIZE) -> None:
         if chunk_size <= 2 * OVERLAP:
             raise ValueError("chunk_size must exceed twice the overlap")
-        # Chunk i owns match starts up to 2*margin past where chunk i+1 begins, chunk i+1 owns
-        # the rest: each side then sees every owned match whole, with margin for lookaround.
-        handover = 2 * LOOKAROUND_MARGIN
-        offset, first = 0, 0
-        data = read(chunk_size)
-        while data:
-            more = read(chunk_size - OVERLAP) if len(data) >= chunk_size else b""
-            if more:
-                own = (first, len(data) - OVERLAP + handover)
-                yield data, offset, self.scan(data, base=offset, own=own)
-                offset += len(data) - OVERLAP
-                data = data[-OVERLAP:] + more
-                first = handover
-            else:
-                yield data, offset, self.scan(data, base=offset, own=(first, len(data)))
-                return
+        self.matcher = matcher
+        self.chunk_size = chunk_size
+        self._buf = bytearray()
+        self._offset = 0
+        self._first = 0
+
+    def feed(self, data: bytes) -> list[Chunk]:
+        self._buf += data
+        out = []
+        size, handover = self.chunk_size, 2 * LOOKAROUND_MARGIN
+        while len(self._buf) > size:  # a byte beyond the chunk: it is not the last
+            out.append(self._scan(bytes(self._buf[:size]), (self._first, size - OVERLAP + handover), False))
+            del self._buf[: size - OVERLAP]
+            self._offset += size - OVERLAP
+            self._first = handover
+        return out
+
+    def close(self) -> list[Chunk]:
+        if not self._buf:
+            return []
+        data = bytes(self._buf)
+        self._buf = bytearray()
+        return [self._scan(data, (self._first, len(data)), True)]
+
+    def _scan(self, data: bytes, own: tuple[int, int], final: bool) -> Chunk:
+        return Chunk(data, self._offset, own, final, self.matcher.scan(data, base=self._offset, own=own))
 
 
 _CACHE_FORMAT = 1  # bump when the layout of compiled entries changes
@@ -259,11 +315,30 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _confirm(rule: Rule, data: bytes, s0: int, s1: int, base: int) -> Iterator[tuple[tuple[int, int] | None, Candidate | None]]:
+def _span_index(spans: list[tuple[int, int]]) -> Callable[[int, int], bool]:
+    """`overlaps(start, end)`: whether [start, end) overlaps one of `spans`, in O(log n).
+
+    Spans sorted by start, with the furthest end reached by any span up to each one: the spans
+    starting before `end` are a prefix, and one of them reaches past `start` iff its furthest
+    end does. Pairwise comparison made a file of 85,000 tokens take minutes."""
+    spans = sorted(spans)
+    starts = [a for a, _ in spans]
+    reach = list(itertools.accumulate((b for _, b in spans), max))
+
+    def overlaps(start: int, end: int) -> bool:
+        i = bisect.bisect_left(starts, end)
+        return i > 0 and reach[i - 1] > start
+
+    return overlaps
+
+
+def _confirm(rule: Rule, data: bytes, s0: int, s1: int, base: int,
+             covered: Callable[[int, int], bool] | None = None) -> Iterator[tuple[tuple[int, int] | None, Candidate | None]]:  # fmt: skip
     """Matches of `rule` that start in [s0, s1]: the secret's span when the rule recognises it as
     its kind (pattern, keyword and checks hold), and the candidate unless a filter says it is a
-    placeholder or documented example. `pos`/`endpos` instead of slicing: lookbehind still sees
-    the bytes before s0, and every such match ends well before `endpos`."""
+    placeholder or documented example. Matches whose secret's absolute span is `covered` are
+    skipped. `pos`/`endpos` instead of slicing: lookbehind still sees the bytes before s0, and
+    every such match ends well before `endpos`."""
     endpos = min(len(data), s1 + rule.max_width + LOOKAROUND_MARGIN)
     for m in rule.regex.finditer(data, s0, endpos):
         if m.start() > s1:
@@ -275,10 +350,12 @@ def _confirm(rule: Rule, data: bytes, s0: int, s1: int, base: int) -> Iterator[t
             continue
         group = "secret" if "secret" in m.re.groupindex else (1 if m.re.groups == 1 else 0)
         secret = m.group(group)
-        if not secret or not all(CHECKS[name](secret) for name in rule.checks):
-            continue
         start, end = m.span(group)
         span = (base + start, base + end)
+        if not secret or (covered is not None and covered(*span)):
+            continue
+        if not all(CHECKS[name](secret) for name in rule.checks):
+            continue
         if _unwanted(rule, secret):
             yield span, None
             continue

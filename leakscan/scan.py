@@ -18,9 +18,10 @@ from pathlib import Path
 from . import __version__
 from .detectors import RuleSet
 from .findings import fingerprint, make_finding
-from .locate import locate_bytes, locate_stream
+from .locate import LineCounter, locate_bytes, locate_stream
 from .decoders import Limits, decode, is_lfs_pointer, lfs_oid, sniff
-from .matcher import CHUNK_SIZE, Matcher, bytes_reader, file_reader
+from .decoders.stream import EncodedStream
+from .matcher import CHUNK_SIZE, Chunk, ChunkFeed, Matcher, bytes_reader, file_reader
 from .model import Candidate, Finding, Location, Place, Skip
 
 
@@ -67,7 +68,9 @@ class Scanner:
                 return self._scan_whole(data, origin, lfs_store)
             why = f"too large to decode: over the {budget >> 20} MiB decoded-bytes limit; scanned as raw bytes"
             return Scanned(self._raw(_chain(data, read), origin), [Skip(origin.path, why, origin.container)])
-        return Scanned(self._raw(_chain(head, read), origin))
+        if self.limits is None:
+            return Scanned(self._raw(_chain(head, read), origin))
+        return self._scan_text_stream(head, read, origin)
 
     def _raw(self, read: Callable[[int], bytes], origin: Place) -> list[Finding]:
         return self._findings(locate_stream(self.matcher, read), origin)
@@ -131,14 +134,20 @@ class Scanner:
                 result.skipped.append(Skip(origin.path, item.reason, where))
             else:
                 layered += self._raw_bytes(item.data, replace(origin, container=where))
-        if layered:
-            # A secret found in a decoded layer is reported there (with its container), not
-            # again as the raw bytes of the notebook or archive that hold it, nor as the
-            # "generic" high-entropy base64/hex text it was encoded into.
-            inner = {(f.detector, f.secret_sha256) for f in layered}
-            secrets = [f.secret.encode() for f in layered]
-            result.findings = [f for f in result.findings if (f.detector, f.secret_sha256) not in inner
-                               and not (f.generic and _encodes_any(f.secret, secrets))] + layered  # fmt: skip
+        result.findings = _outer_only(result.findings, layered) + layered
+        return result
+
+    def _scan_text_stream(self, head: bytes, read: Callable[[int], bytes], origin: Place) -> Scanned:
+        """A text blob too big to hold: raw bytes and encoded text scanned as they stream past."""
+        result, layered = Scanned(), []
+        stream = _TextStream(self, origin, 0, result, layered)
+        data = head
+        while data:
+            stream.feed(data)
+            data = read(CHUNK_SIZE)
+        stream.close()
+        result.findings = _outer_only(result.findings, layered) + layered
+        result.skipped = list(dict.fromkeys(result.skipped))  # windows hit the same limits alike
         return result
 
     def _scan_lfs_object(self, oid: str | None, origin: Place, lfs_store: Path | None) -> Scanned:
@@ -157,7 +166,80 @@ class Scanner:
         return self.scan_blob(bytes_reader(data), [origin])
 
 
-def _encodes_any(text: str, secrets: list[bytes]) -> bool:
+class _TextStream:
+    """One text stream (a blob, or a layer decoded as it streams, see decoders.stream): its raw
+    bytes through the matcher chunk by chunk, and each chunk shown to the encoded-text decoder
+    as a window. Its findings go to `result` (the blob's own) or `layered` (a decoded layer's)."""
+
+    def __init__(self, scanner: Scanner, origin: Place, enc: int, result: Scanned, layered: list[Finding]) -> None:
+        assert scanner.limits is not None
+        self.scanner, self.origin, self.enc = scanner, origin, enc
+        self.result, self.layered = result, layered
+        self.found = result.findings if enc == 0 else layered
+        self.chunks = ChunkFeed(scanner.matcher)
+        self.lines = LineCounter()
+        self.encoded = EncodedStream(origin.path, enc, scanner.limits, self._nested)
+
+    def _nested(self, name: str) -> _TextStream:
+        inner = replace(self.origin, container=_join(self.origin.container, name))
+        return _TextStream(self.scanner, inner, self.enc + 1, self.result, self.layered)
+
+    def feed(self, data: bytes) -> None:
+        for chunk in self.chunks.feed(data):
+            self._chunk(chunk)
+
+    def close(self) -> None:
+        for chunk in self.chunks.close():
+            self._chunk(chunk)
+
+    def _chunk(self, c: Chunk) -> None:
+        self.found += self.scanner._findings(self.lines.locate(c.data, c.offset, c.candidates), self.origin)
+        for item in self.encoded.window(c.data, c.offset, c.own, c.final):
+            where = _join(self.origin.container, item.container)
+            if isinstance(item, Skip):
+                self.result.skipped.append(Skip(self.origin.path, item.reason, where))
+            else:
+                self.layered += self.scanner._raw_bytes(item.data, replace(self.origin, container=where))
+
+
+def _outer_only(found: list[Finding], layered: list[Finding]) -> list[Finding]:
+    """A secret found in a decoded layer is reported there (with its container), not again as
+    the raw bytes of the notebook or archive that hold it, nor as the "generic" high-entropy
+    base64/hex text it was encoded into."""
+    if not layered:
+        return found
+    inner = {(f.detector, f.secret_sha256) for f in layered}
+    secrets = _Secrets(f.secret.encode() for f in layered)
+    return [f for f in found if (f.detector, f.secret_sha256) not in inner
+            and not (f.generic and _encodes_any(f.secret, secrets))]  # fmt: skip
+
+
+class _Secrets:
+    """Whether a short text holds any of many secrets, in time linear in the text's length: the
+    secrets are indexed by their first k bytes (k: the shortest secret's length) and by length,
+    so each position of the text costs one lookup, plus one per distinct length of the secrets
+    that begin there. Testing each secret in turn cost the product of the two counts, which an
+    attacker chooses."""
+
+    def __init__(self, secrets: Iterable[bytes]) -> None:
+        self.index: dict[bytes, dict[int, set[bytes]]] = {}
+        unique = set(secrets)
+        self.k = min(map(len, unique), default=0)
+        for s in unique:
+            self.index.setdefault(s[: self.k], {}).setdefault(len(s), set()).add(s)
+
+    def found_in(self, text: bytes) -> bool:
+        k, index = self.k, self.index
+        if not k:
+            return bool(index)  # the empty secret is in everything
+        for i in range(len(text) - k + 1):
+            by_length = index.get(text[i : i + k])
+            if by_length and any(text[i : i + n] in group for n, group in by_length.items()):
+                return True
+        return False
+
+
+def _encodes_any(text: str, secrets: _Secrets) -> bool:
     """Whether `text` is base64, base64url or hex of something holding one of `secrets`."""
     raw = text.encode()
     decoded = []
@@ -170,7 +252,7 @@ def _encodes_any(text: str, secrets: list[bytes]) -> bool:
         decoded.append(bytes.fromhex(text))
     except ValueError:
         pass
-    return any(s in d for d in decoded for s in secrets)
+    return any(secrets.found_in(d) for d in decoded)
 
 
 def _join(outer: str | None, inner: str | None) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from urllib.parse import unquote_to_bytes
 
 from .base import Child, Context, Problem, looks_text
@@ -26,10 +26,12 @@ EDGE = 256  # how far a percent/\u span is extended to the left over word charac
 _B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
 _STD_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _B64_MASK = bytes(0x41 if i in _STD_CHARS else 0x2E for i in range(256))  # alphabet → 'A', rest → '.'
+_ALPHABET_MASK = bytes(0x41 if i in _B64_CHARS else 0x2E for i in range(256))
 _B64_NEEDLE = b"A" * MIN_B64
 _B64_REST = re.compile(rb"[A-Za-z0-9+/_-]*")
 WINDOW = 16 << 20  # the mask is built a window at a time
 _HEX_ONLY = re.compile(rb"[0-9A-Fa-f]+")
+_HEX_PREFIX = re.compile(rb"[0-9A-Fa-f]*")
 # literal-first patterns: `re` then skips ahead with a fast search for the literal
 _PCT_RUN = re.compile(rb"%[0-9A-Fa-f]{2}(?:[^\s\"'<>%`]{0,64}%[0-9A-Fa-f]{2})*[^\s\"'<>%`]{0,64}")
 _PCT_LEFT = re.compile(rb"[^\s\"'<>%`]*")
@@ -54,8 +56,13 @@ def _b64decode(run: bytes, url: bool) -> bytes | None:
         return None
 
 
-def _decoded_ok(data: bytes | None) -> bool:
+def decoded_ok(data: bytes | None) -> bool:
     return bool(data) and (data.startswith(_GZIP) or looks_text(data))
+
+
+def run_end(data: bytes, pos: int) -> int:
+    """Where the run of base64/hex characters going on at data[pos] ends."""
+    return _B64_REST.match(data, pos).end()
 
 
 def alphabet_runs(data: bytes) -> Iterator[tuple[int, int]]:
@@ -75,9 +82,7 @@ def alphabet_runs(data: bytes) -> Iterator[tuple[int, int]]:
         pos = mask.find(_B64_NEEDLE)
         nxt = a + len(mask)
         while pos != -1:
-            start = a + pos
-            while start > 0 and data[start - 1] in _B64_CHARS:
-                start -= 1
+            start = _run_start(data, a + pos)
             end = _B64_REST.match(data, a + pos + MIN_B64).end()
             yield start, end
             if end >= a + len(mask):  # the run reaches past this window
@@ -87,9 +92,26 @@ def alphabet_runs(data: bytes) -> Iterator[tuple[int, int]]:
         a = nxt
 
 
-def _base64_and_hex(data: bytes) -> Iterator[Child | Problem]:
+def _run_start(data: bytes, pos: int) -> int:
+    """Where the run of the whole alphabet (`_` and `-` included) holding data[pos] starts. Looks
+    back in doubling steps at C speed (a byte-wise walk took seconds over megabytes of `a_b_c_…`):
+    at most twice the bytes of this run's own prefix, which no other run shares."""
+    if pos == 0 or data[pos - 1] not in _B64_CHARS:
+        return pos
+    step, hi = 64, pos
+    while hi > 0:
+        lo = max(0, hi - step)
+        i = data[lo:hi].translate(_ALPHABET_MASK).rfind(b".")
+        if i >= 0:
+            return lo + i + 1
+        hi, step = lo, step * 2
+    return 0
+
+
+def _base64_and_hex(data: bytes, base: int = 0, runs: Iterable[tuple[int, int]] | None = None) -> Iterator[Child | Problem]:
+    """Layers of the base64/hex `runs` of `data` (default: all), named by offset + `base`."""
     b64 = hexes = tried = 0
-    for start, end in alphabet_runs(data):
+    for start, end in alphabet_runs(data) if runs is None else runs:
         n = end - start
         if n > MAX_RUN:
             continue
@@ -113,7 +135,7 @@ def _base64_and_hex(data: bytes) -> Iterator[Child | Problem]:
             out = bytes.fromhex(run.decode())
             if looks_text(out):
                 hexes += 1
-                yield Child(f"hex@{start}", out, "hex", encoded=True)
+                yield Child(f"hex@{base + start}", out, "hex", encoded=True)
             continue
         if b64 >= MAX_LAYERS:
             continue
@@ -121,12 +143,12 @@ def _base64_and_hex(data: bytes) -> Iterator[Child | Problem]:
         url = b"-" in run or b"_" in run
         if url and (b"+" in run or b"/" in run):
             continue  # both alphabets: a path or an identifier, not base64
-        if n > SAMPLE and not _decoded_ok(_b64decode(run[:SAMPLE], url)):
+        if n > SAMPLE and not decoded_ok(_b64decode(run[:SAMPLE], url)):
             continue
         out = _b64decode(run, url)
-        if out and len(out) >= 16 and _decoded_ok(out):
+        if out and len(out) >= 16 and decoded_ok(out):
             b64 += 1
-            yield Child(f"base64@{start}", out, "base64", encoded=True)
+            yield Child(f"base64@{base + start}", out, "base64", encoded=True)
 
 
 def _too_many(kind: str) -> Problem:
@@ -143,23 +165,31 @@ def _spans(data: bytes, run_re: re.Pattern[bytes], left_re: re.Pattern[bytes]) -
         yield start, data[start : m.end()]
 
 
-def _escaped_layers(data: bytes, run_re, left_re, decode, kind: str, label: str) -> Iterator[Child | Problem]:
-    """Spans of an escaping scheme (percent, \\u) decoded; each that reads as text is a layer."""
+def _escaped_layers(data: bytes, run_re, left_re, decode, kind: str, label: str, base: int = 0,
+                    own: tuple[int, int] | None = None, done: dict[str, int] | None = None) -> Iterator[Child | Problem]:  # fmt: skip
+    """Spans of an escaping scheme (percent, \\u) decoded; each that reads as text is a layer.
+    With `own`, only the spans that start in data[own[0]:own[1]] and not before where the last
+    span decoded ended (`done[kind]`, absolute, kept up to date): a span decoded by one window
+    is found again in the next, from a later escape in it, when it reaches past their overlap."""
     count = 0
     for start, span in _spans(data, run_re, left_re):
         if start < 0:
             yield _too_many(label)
             return
+        if own is not None:
+            if not own[0] <= start < own[1] or base + start < done.get(kind, 0):
+                continue
+            done[kind] = base + start + len(span)
         out = decode(span)
         if len(out) >= 8 and out != span and looks_text(out):
-            yield Child(f"{kind}@{start}", out, kind, encoded=True)
+            yield Child(f"{kind}@{base + start}", out, kind, encoded=True)
             count += 1
             if count >= MAX_LAYERS:
                 return
 
 
-def _percent(data: bytes) -> Iterator[Child | Problem]:
-    return _escaped_layers(data, _PCT_RUN, _PCT_LEFT, unquote_to_bytes, "percent", "percent-encoded")
+def _percent(data: bytes, base: int = 0, own: tuple[int, int] | None = None, done: dict[str, int] | None = None) -> Iterator[Child | Problem]:
+    return _escaped_layers(data, _PCT_RUN, _PCT_LEFT, unquote_to_bytes, "percent", "percent-encoded", base, own, done)
 
 
 def _unescape_u(span: bytes) -> bytes:
@@ -178,8 +208,84 @@ def _unescape_u(span: bytes) -> bytes:
     return text.encode("utf-8", "backslashreplace")
 
 
-def _u_escapes(data: bytes) -> Iterator[Child | Problem]:
-    return _escaped_layers(data, _UESC_RUN, _UESC_LEFT, _unescape_u, "unicode-escape", "\\u-escaped")
+def _u_escapes(data: bytes, base: int = 0, own: tuple[int, int] | None = None, done: dict[str, int] | None = None) -> Iterator[Child | Problem]:
+    return _escaped_layers(data, _UESC_RUN, _UESC_LEFT, _unescape_u, "unicode-escape", "\\u-escaped", base, own, done)
+
+
+def window_encoded(data: bytes, base: int, own: tuple[int, int], final: bool, skip_until: int,
+                   done: dict[str, int]) -> tuple[Iterator[Child | Problem], tuple[int, int] | None]:  # fmt: skip
+    """`find_encoded` (but UTF-16) for one window of a stream too long to hold: the base64/hex
+    runs that start in data[own[0]:own[1]] at or after `skip_until` and end inside the window,
+    and the percent/\\u spans that start there (`done`: see `_escaped_layers`), named by offset
+    + `base`. Also the run that starts there but reaches the end of a window that is not the
+    last, if any: at least OVERLAP - handover (16 KiB) long, it is for the caller to decode as a
+    stream."""
+    runs: list[tuple[int, int]] = []
+    long_run = None
+    for start, end in alphabet_runs(data):
+        if start < max(own[0], skip_until):
+            continue
+        if start >= own[1]:
+            break
+        if end >= len(data) and not final:
+            long_run = (start, end)
+            break
+        runs.append((start, end))
+
+    def items() -> Iterator[Child | Problem]:
+        yield from _base64_and_hex(data, base, runs)
+        if b"%" in data:
+            yield from _percent(data, base, own, done)
+        if b"\\u00" in data:
+            yield from _u_escapes(data, base, own, done)
+
+    return items(), long_run
+
+
+def long_run_kind(run: bytes) -> str | None:
+    """What the first part of a run too long to hold encodes, told as `_base64_and_hex` tells a
+    whole run: 'hex', 'base64', 'base64url', or None (an identifier, a path, not text)."""
+    if _HEX_ONLY.fullmatch(run):
+        return "hex" if looks_text(bytes.fromhex(run[:SAMPLE].decode())) else None
+    if run.islower() or run.isupper():
+        return None
+    url = b"-" in run or b"_" in run
+    if url and (b"+" in run or b"/" in run):
+        return None
+    if not decoded_ok(_b64decode(run[:SAMPLE], url)):
+        return None
+    return "base64url" if url else "base64"
+
+
+class RunDecoder:
+    """Decodes a base64/hex run piece by piece, in steps aligned to the encoding (4 characters
+    of base64, 2 of hex): the pieces decode to exactly what the whole run would."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.unit = 2 if kind == "hex" else 4
+        self.carry = b""
+        self.ended = False  # a hex run met a character that is not hex: it ends there
+
+    def feed(self, chars: bytes) -> bytes:
+        if self.kind == "hex":
+            valid = _HEX_PREFIX.match(chars).end()
+            if valid < len(chars):
+                chars = chars[:valid]
+                self.ended = True
+        buf = self.carry + chars
+        cut = len(buf) - len(buf) % self.unit
+        self.carry = buf[cut:]
+        if self.kind == "hex":
+            return bytes.fromhex(buf[:cut].decode())
+        return _b64decode(buf[:cut], self.kind == "base64url") or b""
+
+    def close(self) -> bytes:
+        """The last, unaligned characters (a dangling hex digit is dropped, as for a whole run)."""
+        carry, self.carry = self.carry, b""
+        if self.kind == "hex" or not carry:
+            return b""
+        return _b64decode(carry, self.kind == "base64url") or b""
 
 
 def utf16_encoding(data: bytes) -> str | None:
