@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 from urllib.parse import quote
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -14,6 +15,7 @@ from rich.text import Text
 from . import __version__
 from .detectors import RuleSet
 from .model import Finding, Skip
+from .textsafe import escape
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _SEVERITY_SCORE = {"low": "3.0", "medium": "5.5", "high": "8.0", "critical": "9.5"}
@@ -41,32 +43,60 @@ def render(fmt: str, findings: Sequence[Finding], out: IO[str], *, skipped: Sequ
         raise ValueError(f"unknown format {fmt!r}")
 
 
+PLAIN_ROWS = 500  # above this, plain output draws the table itself: rich takes ~1 ms a row
+
+
 def table(findings: Sequence[Finding], skipped: Sequence[Skip], out: IO[str], *, summary: str,
           color: bool) -> None:  # fmt: skip
     console = Console(file=out, force_terminal=color, no_color=not color, width=None if color else 160,
                       highlight=False, soft_wrap=False)  # fmt: skip
-    if findings:
+    if len(findings) > PLAIN_ROWS and not color:
+        # rich's layout of 85,000 rows took minutes, past any hook's timeout
+        out.write(_plain_table(_rows(findings)))
+    elif findings:
         t = Table(show_lines=False, header_style="bold", expand=False)
         t.add_column("Location", overflow="fold")
         t.add_column("Detector")
         t.add_column("Secret")
         t.add_column("Commit")
         t.add_column("Status")
-        previous = None
-        for f in findings:
-            place = (f"{f.repo}:" if f.repo else "") + f.path + (f"!{f.container}" if f.container else "")
-            shown = place if place != previous else "  ″"
-            previous = place
-            t.add_row(
-                f"{shown}:{f.line}:{f.column}", f.detector, f.redacted,
-                (f.commit or "")[:10], Text(f.verification, style=_VERIFICATION_STYLE.get(f.verification, "")),
-            )  # fmt: skip
+        for (where, detector, secret, commit, status), f in zip(_rows(findings), findings):
+            # Text cells: rich reads neither markup (`[red]`) nor emoji codes (`:100:`) in them
+            t.add_row(Text(where), Text(detector), Text(secret), Text(commit),
+                      Text(status, style=_VERIFICATION_STYLE.get(f.verification, "")))  # fmt: skip
         console.print(t)
     for s in skipped:
         where = s.path + (f"!{s.container}" if s.container else "")
-        console.print(f"skipped {where}: {s.reason}", style="yellow")
+        console.print(Text(f"skipped {escape(where)}: {escape(s.reason)}", style="yellow"))
     if summary:
         console.print(summary, style="bold")
+
+
+_HEADER = ("Location", "Detector", "Secret", "Commit", "Status")
+
+
+def _rows(findings: Sequence[Finding]) -> list[tuple[str, str, str, str, str]]:
+    rows, previous = [], None
+    for f in findings:
+        # escaped: a path or container name comes from the scanned content
+        place = escape((f"{f.repo}:" if f.repo else "") + f.path + (f"!{f.container}" if f.container else ""))
+        shown = place if place != previous else "  ″"
+        previous = place
+        rows.append((f"{shown}:{f.line}:{f.column}", f.detector, f.redacted, (f.commit or "")[:10], f.verification))
+    return rows
+
+
+def _plain_table(rows: list[tuple[str, ...]]) -> str:
+    """The table rich draws without colour, drawn directly (cells are not folded)."""
+    widths = [max(cell_len(r[i]) for r in [_HEADER, *rows]) for i in range(len(_HEADER))]
+
+    def line(cells: Sequence[str], edge: str) -> str:
+        return edge[0] + edge[1].join(f" {c}{' ' * (w - cell_len(c))} " for c, w in zip(cells, widths)) + edge[2] + "\n"
+
+    def rule(chars: str) -> str:
+        return chars[0] + chars[2].join(chars[1] * (w + 2) for w in widths) + chars[3] + "\n"
+
+    return "".join([rule("┏━┳┓"), line(_HEADER, "┃┃┃"), rule("┡━╇┩"), *(line(r, "│││") for r in rows), rule("└─┴┘")])
 
 
 def sarif(findings: Sequence[Finding], skipped: Sequence[Skip], ruleset: RuleSet | None, *,
