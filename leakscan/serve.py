@@ -285,6 +285,7 @@ class Config:
     max_body: int = MAX_BODY
     max_attempts: int = 5
     max_repo_bytes: int | None = 10240 << 20
+    lfs: Any = None  # LfsOptions; None: the defaults
     callbacks: list[dict] = field(default_factory=list)
 
 
@@ -420,7 +421,7 @@ class Service:
                 self.local.scanner = Scanner(self.ruleset)
             hub_repo = HubRepo(job["repo_type"], job["repo_id"], endpoint())
             result = scan_hub_repo(hub_repo, self.local.scanner, store_path=self.config.db, verify=self.config.verify,
-                                   max_bytes=self.config.max_repo_bytes)  # fmt: skip
+                                   max_bytes=self.config.max_repo_bytes, lfs=self.config.lfs)  # fmt: skip
             store = Store(self.config.db)
             try:
                 if self.config.callbacks:
