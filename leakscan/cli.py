@@ -285,6 +285,7 @@ def repo(
             combined.findings += result.findings
             combined.skipped += result.skipped
             combined.stats.objects += result.stats.objects
+            combined.stats.files += result.stats.files
             combined.stats.bytes += result.stats.bytes
             combined.stats.seconds += result.stats.seconds
             combined.stats.incremental |= result.stats.incremental

@@ -46,7 +46,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..decoders.lfs import MAX_POINTER, lfs_oid
-from ..matcher import bytes_reader
 from ..model import Finding, Place, Skip
 from ..paths import cache_root
 from ..textsafe import scrub
@@ -210,7 +209,6 @@ class LfsClient:
     endpoint: str
     token: str | None
     cache: ContentCache
-    fetched_objects: int = 0
     fetched_bytes: int = 0
     _hrefs: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
@@ -320,7 +318,6 @@ class LfsClient:
         return bytes(buf)
 
     def _count(self, n: int) -> None:
-        self.fetched_objects += 1
         self.fetched_bytes += n
 
 
@@ -417,7 +414,7 @@ def gguf_prefix(client: LfsClient, oid: str, size: int) -> bytes:
     from ..decoders.base import Context, Problem
     from ..decoders.gguf import gguf_metadata
 
-    want = SMALL_OBJECT
+    want = 256 << 10
     while True:
         data = client.range(oid, 0, min(size, want) - 1)
         truncated = any(isinstance(i, Problem) and "truncated" in i.reason
@@ -463,15 +460,16 @@ def read_pointers(git, candidates: dict[str, tuple[Place, ...]], sizes: dict[str
 class LfsSource(Source):
     """The LFS objects the pointers of a repository's walked history name (see the module)."""
 
-    def __init__(self, history, client: LfsClient, options: LfsOptions) -> None:
-        self.history, self.client, self.options = history, client, options
+    def __init__(self, blobs, client: LfsClient, options: LfsOptions) -> None:
+        self.blobs, self.client, self.options = blobs, client, options
         self.opener = None  # fetched and read in the driver: one download per oid, one budget
         self._pointers: dict[str, Pointer] = {}
         self._plans: dict[str, str] = {}
         self._by_key: dict[str, Pointer] = {}
+        self.fetched_objects = 0  # objects that cost a download (whole or in part) this scan
 
     def listing(self) -> Iterator[Blob | Skip]:
-        history = self.history
+        history = self.blobs
         git, plan = history.repo, history.plan
         if plan.previous is not None:
             # an incremental walk lists only new blobs; objects with findings must be reported
@@ -519,42 +517,41 @@ class LfsSource(Source):
     def read(self, blobs: Sequence[Blob]) -> Iterator[Opened | Skip]:
         client, spent = self.client, 0
         budget = self.options.repo_budget
-        todo = [b for b in blobs if client.cache.get(b.key) is None]
+        todo = [b for b in blobs if self._cached(b) is None]
         errors = client.locate([(b.ref.oid, b.ref.size) for b in todo]) if todo else {}
         for blob in blobs:
             ptr: Pointer = blob.ref
             where = blob.places[0]
-            if ptr.oid in errors and client.cache.get(blob.key) is None:
-                yield Skip(where.path, f"LFS object not fetched: {errors[ptr.oid]}", "lfs")
-                continue
             before = client.fetched_bytes
             try:
-                data_path, data = self._fetch(blob, ptr, budget - spent)
-            except LfsError as exc:
-                yield Skip(where.path, f"LFS object not fetched: {exc}", "lfs")
+                if ptr.oid in errors and self._cached(blob) is None:
+                    raise LfsError(errors[ptr.oid])
+                path = self._fetch(blob, ptr, budget - spent)
+                size = path.stat().st_size  # a partial read: what was read, not the object's size
+                fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed when read to the end
+            except (LfsError, OSError) as exc:
+                yield Skip(where.path, f"LFS object not fetched: {_reason(exc)}", "lfs")
                 continue
             finally:
                 spent += client.fetched_bytes - before
+                self.fetched_objects += client.fetched_bytes > before
                 self._progress()
-            if data is not None:
-                yield blob, bytes_reader(data)
-            elif self._plans[blob.key] == "part":  # what was read, not the object's size
-                yield replace(blob, size=data_path.stat().st_size), _closing_reader(open(data_path, "rb", buffering=0))
-            elif data_path is not None:
-                fh = open(data_path, "rb", buffering=0)  # noqa: SIM115 - closed when read to the end
-                yield blob, _closing_reader(fh)
-        if self.options.progress and client.fetched_objects:
+            yield replace(blob, size=size), _closing_reader(fh)
+        if self.options.progress and self.fetched_objects:
             print(file=sys.stderr)
 
-    def _fetch(self, blob: Blob, ptr: Pointer, left: int) -> tuple[Path | None, bytes | None]:
+    def _cached(self, blob: Blob) -> Path | None:
+        """What the cache holds for a blob: the object, or what a partial read of it gave."""
+        return self.client.cache.get(blob.ref.oid) or self.client.cache.get(blob.key)
+
+    def _fetch(self, blob: Blob, ptr: Pointer, left: int) -> Path:
         cache = self.client.cache
-        how = self._plans[blob.key]
-        if how == "whole":
-            if cache.get(ptr.oid) is None and ptr.size > left:
+        if (hit := self._cached(blob)) is not None:
+            return hit
+        if self._plans[blob.key] == "whole":
+            if ptr.size > left:
                 raise LfsError(f"over the repository's LFS budget ({self.options.repo_budget >> 20} MiB)")
-            return self.client.download(ptr.oid, ptr.size), None
-        if (hit := cache.get(blob.key)) is not None:
-            return hit, None
+            return self.client.download(ptr.oid, ptr.size)
         if left <= 0:
             raise LfsError(f"over the repository's LFS budget ({self.options.repo_budget >> 20} MiB)")
         exts = {_kind(p.path) for p in ptr.places}
@@ -573,21 +570,20 @@ class LfsSource(Source):
         elif kind == "zip":
             data = zip_members(self.client, ptr.oid, ptr.size, min(self.options.max_object_bytes, left))
         elif kind == "pickle" and ptr.size <= min(self.options.max_object_bytes, left):
-            return self.client.download(ptr.oid, ptr.size), None
+            return self.client.download(ptr.oid, ptr.size)
         else:
             raise LfsError("large binary of a kind that holds no text (not a zip, pickle, safetensors or GGUF)")
-        return cache.put(blob.key, lambda fh: fh.write(data)), None
+        return cache.put(blob.key, lambda fh: fh.write(data))
 
     def _progress(self) -> None:
-        c = self.client
-        if self.options.progress and c.fetched_objects:
-            print(f"\rLFS: {c.fetched_objects} requests, {c.fetched_bytes / (1 << 20):.1f} MiB fetched",
+        if self.options.progress and self.fetched_objects:
+            print(f"\rLFS: {self.fetched_objects} objects, {self.client.fetched_bytes / (1 << 20):.1f} MiB fetched",
                   end="", file=sys.stderr, flush=True)  # fmt: skip
 
     def finish(self, findings: list[Finding], scanned: list[tuple[str, int]]) -> list[Finding]:
         from .history import _oldest
 
-        head = self.history.repo.head_blobs()
+        head = self.blobs.repo.head_blobs()
         in_head = {key for key, ptr in self._by_key.items() if ptr.pointers & head}
         secrets = {f.secret_sha256 for f in findings if f.blob in in_head}
         for f in findings:
