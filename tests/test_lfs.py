@@ -74,7 +74,7 @@ def build(hub: HubStandIn, tmp) -> dict[str, str]:
     """The model (every ML file an LFS pointer) and the Space; returns {what: token}."""
     t = {k: token(tpl, f"lfs-{k}") for k, tpl in [
         ("args", HF), ("history_pickle", GHP), ("zip_env", OPENAI), ("adapter", HF), ("weights", HF),
-        ("torch", GHP), ("gguf", HF), ("tfevents", HF), ("variable", HF)]}  # fmt: skip
+        ("torch", GHP), ("gguf", HF), ("tfevents", HF), ("legacy", GHP), ("variable", HF)]}  # fmt: skip
     hub.add_repo("model", MODEL)
     hub.commit("model", MODEL, {"README.md": "HF_TOKEN=hf_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n", "config.json": "{}\n",
                                 "optimizer.pkl": hub.lfs(pickle.dumps({"lr": 0.1, "token": t["history_pickle"]}))},
@@ -88,12 +88,15 @@ def build(hub: HubStandIn, tmp) -> dict[str, str]:
                         ("model.gguf", lambda p: gguf(p, {"general.name": "m", "general.notes": f"HF_TOKEN={t['gguf']}"}, BIG))]:  # fmt: skip
         write(tmp / name)
     (tmp / "pytorch_model.bin").write_bytes(torch_zip("pytorch_model", {"config": f"token={t['torch']}"}, BIG))
+    with open(tmp / "legacy.bin", "wb") as fh:  # torch's legacy format: a pickle, then the storages
+        fh.write(pickle.dumps({"hub_token": t["legacy"]}, protocol=2))
+        fh.truncate(BIG)
     hub.commit("model", MODEL, {
         "training_args.bin": hub.lfs(training_args_bin(t["args"])),
         "bundle.zip": hub.lfs(bundle.getvalue()),
         "runs/events.out.tfevents.1700000000.host.1.0": hub.lfs(tfevents(f"hub_token: {t['tfevents']}")),
         **{name: hub.lfs(tmp / name) for name in ("model.safetensors", "adapter_model.safetensors", "model.gguf",
-                                                  "pytorch_model.bin")},
+                                                  "pytorch_model.bin", "legacy.bin")},
     }, message="trained")  # fmt: skip
     hub.add_repo("space", SPACE)
     hub.commit("space", SPACE, {"app.py": "import gradio\n"})
@@ -126,6 +129,7 @@ def expected(hub) -> set[tuple]:
         ("history", "adapter_model.safetensors", "lfs!__metadata__", t["adapter"], True),
         ("history", "pytorch_model.bin", "lfs!pytorch_model/data.pkl", t["torch"], True),
         ("history", "model.gguf", "lfs!metadata", t["gguf"], True),
+        ("history", "legacy.bin", "lfs!pickle-strings", t["legacy"], True),
         ("history", "runs/events.out.tfevents.1700000000.host.1.0", "lfs", t["tfevents"], True),
     }
 
@@ -141,7 +145,7 @@ def test_repo_finds_secrets_in_lfs_content_within_8_mib_and_rescans_download_not
     assert run.code == 1, run.err
     assert got(run) == expected(hub), run.err
     served = hub.lfs_bytes_served
-    assert 0 < served <= 8 << 20  # three 64 MiB weights files cost their headers and directories
+    assert 0 < served <= 8 << 20  # four 64 MiB weights files cost their headers and directories
     by = {f["secret"]: f for f in run.json}
     args = by[hub.tokens_planted["args"]]
     log = [r for r in hub.requests if r.path.endswith("/info/lfs/objects/batch")]
@@ -168,6 +172,23 @@ def test_no_lfs_and_the_per_object_cap(hub, tmp_path):
     assert off.code == 0, off.err
     assert off.json == [] and hub.lfs_bytes_served == 0
     assert not [r for r in hub.requests if "/info/lfs/" in r.path]
+
+
+def test_content_that_does_not_match_its_pointer_is_a_skip_and_never_cached(hub, tmp_path):
+    leak = token(HF, "lfs-corrupt")
+    pointer = hub.lfs(f"HF_TOKEN={leak}\n".encode())
+    oid = pointer.split("sha256:")[1].split()[0]
+    (hub.root / "lfs-objects" / oid).write_bytes(f"HF_TOKEN={leak[:-1]}x\n".encode())  # same size, other bytes
+    hub.add_repo("model", "alice/corrupt")
+    hub.commit("model", "alice/corrupt", {"notes.txt": pointer})
+    e = env(hub, tmp_path)
+    for _ in range(2):
+        run = leakscan("repo", "alice/corrupt", "-f", "json", "--no-verify", "--no-cache", env=e)
+        assert run.code == 0, run.err
+        assert run.json == []
+        assert {(s["path"], s["container"], s["reason"]) for s in run.skipped} == {
+            ("notes.txt", "lfs", "LFS object not fetched: the content does not match its pointer (sha256 or size)")}
+    assert not list((tmp_path / "cache" / "lfs").rglob(oid))
 
 
 def test_a_space_variable_holding_a_token(hub, tmp_path):

@@ -200,7 +200,10 @@ def mirror(repo: HubRepo, *, cache: Path | None = None, max_bytes: int | None = 
 
 def _follow_head(path: Path, url: str) -> None:
     """Point the mirror's HEAD at the remote's default branch (a fetch of refs/* leaves `git
-    init`'s own default), so that `in_head` means the tip people see on the Hub."""
+    init`'s own default), so that `in_head` means the tip people see on the Hub. Asked once,
+    and again only when the branch HEAD names is gone."""
+    if _git(["--git-dir", str(path), "rev-parse", "--verify", "--quiet", "HEAD"], None, timeout=60).returncode == 0:
+        return
     try:
         out = _git(["ls-remote", "--symref", "--", url, "HEAD"], None, timeout=60)
     except subprocess.TimeoutExpired:

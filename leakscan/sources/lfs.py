@@ -11,6 +11,8 @@ places (container `lfs`):
 - zip files (torch checkpoints: `pytorch_model.bin`, `*.pt`) above SMALL_OBJECT through HTTP
   range reads: the central directory and the members that are not tensor storage;
 - safetensors and GGUF above SMALL_OBJECT by their header only (range reads), at any size;
+- other large `.bin`/`.pt` files that are pickles (torch's legacy format) by their first
+  PICKLE_PREFIX bytes, where the pickle and its strings sit before the tensor storages;
 - anything else: counted, not fetched (one skip per repository says how many and how large).
 
 Each object is downloaded at most once, ever: a content-addressed cache by oid (partial reads
@@ -53,6 +55,7 @@ from .base import Blob, Opened, Source
 
 SMALL_OBJECT = 1 << 20  # fetched whole whatever its kind: cheap, and a config or text file
 SNIFF = 64 << 10  # first bytes read of a large object of unclear kind
+PICKLE_PREFIX = 4 << 20  # a large pickle (a legacy torch file) is read this far
 HEADER_LIMIT = 16 << 20  # a safetensors JSON header or GGUF metadata prefix read at most
 ZIP_READ_LIMIT = 16 << 20  # bytes range-read from one large zip (directory and small members)
 HTTP_TIMEOUT = 30.0  # per socket operation
@@ -442,6 +445,8 @@ def read_pointers(git, candidates: dict[str, tuple[Place, ...]], sizes: dict[str
     small = [GitBlob(oid, places[0].path if places else "", sizes[oid]) for oid, places in candidates.items()
              if 0 < sizes.get(oid, 0) <= MAX_POINTER]  # fmt: skip
     found: dict[str, Pointer] = {}
+    if not small:
+        return found
     for item in git.read_blobs(small):
         if isinstance(item, GitWarning):
             continue
@@ -481,9 +486,9 @@ class LfsSource(Source):
                 intro = {}
             candidates = {oid: tuple(Place(a.path, "history", a.commit, None, a.author, a.date) for a in atts)
                           for oid, atts in intro.items()}  # fmt: skip
+            sizes = git.sizes(list(candidates))
         else:
-            candidates = dict(history._places)
-        sizes = git.sizes([o for o in candidates])
+            candidates, sizes = dict(history._places), history.sizes
         self._pointers = read_pointers(git, candidates, sizes)
         passed = [0, 0]
         for ptr in self._pointers.values():
@@ -569,8 +574,11 @@ class LfsSource(Source):
             data = safetensors_header(self.client, ptr.oid, ptr.size)
         elif kind == "zip":
             data = zip_members(self.client, ptr.oid, ptr.size, min(self.options.max_object_bytes, left))
-        elif kind == "pickle" and ptr.size <= min(self.options.max_object_bytes, left):
+        elif kind == "pickle" and ptr.size <= min(PICKLE_PREFIX, left):
             return self.client.download(ptr.oid, ptr.size)
+        elif kind == "pickle":
+            # torch's legacy format: the pickle with every string first, tensor storages after
+            data = self.client.range(ptr.oid, 0, PICKLE_PREFIX - 1)
         else:
             raise LfsError("large binary of a kind that holds no text (not a zip, pickle, safetensors or GGUF)")
         return cache.put(blob.key, lambda fh: fh.write(data))
