@@ -214,3 +214,37 @@ def test_sweep_finds_them_too_and_downloads_each_object_once(hub, tmp_path):
     # a repository scanned again by `repo` (another store): the content cache serves it
     again = leakscan("repo", MODEL, "-f", "json", "--no-verify", "--no-cache", env=e)
     assert got(again) == expected(hub) and hub.lfs_bytes_served == served
+
+
+def test_the_content_cache_is_private_and_evicts_the_least_recently_used(tmp_path):
+    import os
+    import stat
+
+    from leakscan.sources.lfs import ContentCache
+
+    cache = ContentCache(tmp_path / "lfs", max_bytes=250)
+    names = [f"{i:02x}" * 32 for i in range(3)]
+    for i, name in enumerate(names[:2]):
+        cache.put(name, lambda fh: fh.write(b"x" * 100))
+        os.utime(cache.path(name), (1_000_000 + i, 1_000_000 + i))
+    assert cache.get(names[0]) is not None  # used now: the most recent
+    cache.put(names[2], lambda fh: fh.write(b"y" * 100))  # 300 bytes > 250: the least recent goes
+    assert [cache.get(n) is not None for n in names] == [True, False, True]
+    assert stat.S_IMODE(cache.path(names[2]).stat().st_mode) == 0o600
+    assert stat.S_IMODE(cache.path(names[2]).parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "lfs").stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("endpoint, href, ok", [
+    ("https://huggingface.co", "https://8.8.8.8/obj", True),  # a public CDN the Hub names
+    ("https://huggingface.co", "http://8.8.8.8/obj", False),  # not downgraded to plain http
+    ("https://huggingface.co", "https://127.0.0.1/obj", False),  # never loopback from a public Hub
+    ("https://huggingface.co", "https://10.1.2.3/obj", False),
+    ("https://huggingface.co", "file:///etc/passwd", False),
+    ("http://127.0.0.1:8080", "http://127.0.0.1:8080/obj", True),  # the endpoint the user chose
+    ("http://127.0.0.1:8080", "http://10.1.2.3/obj", True),  # a private Hub's private storage
+])  # fmt: skip
+def test_which_download_locations_are_trusted(endpoint, href, ok, tmp_path):
+    from leakscan.sources.lfs import ContentCache, LfsClient
+
+    assert LfsClient(f"{endpoint}/u/m", endpoint, None, ContentCache(tmp_path))._trusted(href) is ok
