@@ -174,6 +174,16 @@ def test_no_lfs_and_the_per_object_cap(hub, tmp_path):
     assert not [r for r in hub.requests if "/info/lfs/" in r.path]
 
 
+def test_without_the_batch_api_objects_are_read_through_resolve(hub, tmp_path):
+    hub.fail_next(f"/{MODEL}.git/info/lfs/objects/batch", 503)
+    run = leakscan("repo", MODEL, "-f", "json", "--no-verify", "--no-cache", env=env(hub, tmp_path))
+    assert run.code == 1, run.err
+    assert got(run) == expected(hub)
+    resolved = {r.path.split("/resolve/", 1)[1].split("/", 1)[1] for r in hub.requests if "/resolve/" in r.path}
+    assert "training_args.bin" in resolved and "model.safetensors" in resolved
+    assert hub.lfs_bytes_served <= 8 << 20
+
+
 def test_content_that_does_not_match_its_pointer_is_a_skip_and_never_cached(hub, tmp_path):
     leak = token(HF, "lfs-corrupt")
     pointer = hub.lfs(f"HF_TOKEN={leak}\n".encode())

@@ -45,7 +45,7 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from ..decoders.lfs import MAX_POINTER, lfs_oid
 from ..model import Finding, Place, Skip
@@ -122,11 +122,13 @@ def read_bounded(resp, limit: int, deadline: float, sink) -> int:
         sink(chunk)
 
 
-def _private(host: str) -> bool:
+def _private(host: str, unresolvable: bool = True) -> bool:
+    """Whether `host` is (or resolves to) any non-public address; `unresolvable`: the answer
+    when it does not resolve."""
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except OSError:
-        return True
+        return unresolvable
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
         if not ip.is_global:
@@ -144,6 +146,7 @@ class ContentCache:
 
     root: Path
     max_bytes: int = CACHE_BYTES
+    _total: int | None = None  # bytes held, counted once per process, then kept up to date
 
     @classmethod
     def default(cls) -> ContentCache:
@@ -178,10 +181,17 @@ class ContentCache:
                 raise
         finally:
             os.umask(old)
-        self.evict(keep=path)
+        if self._total is None:
+            self.evict(keep=path)
+        else:
+            self._total += path.stat().st_size
+            if self._total > self.max_bytes:
+                self.evict(keep=path)
         return path
 
     def evict(self, keep: Path | None = None) -> None:
+        """The least recently used files go until the cache fits (other processes' files
+        included: the count is of what is on disk)."""
         entries = []
         for dirpath, _, files in os.walk(self.root):
             for f in files:
@@ -198,6 +208,7 @@ class ContentCache:
             if p != keep:
                 p.unlink(missing_ok=True)
                 total -= size
+        self._total = total
 
 
 # ---- the Hub's LFS endpoints ---------------------------------------------------------------------------
@@ -225,11 +236,13 @@ class LfsClient:
         if (parts.scheme, parts.netloc) == (home.scheme, home.netloc):
             return True
         if _private(parts.hostname):
-            return bool(home.hostname) and _private(home.hostname)
+            return bool(home.hostname) and _private(home.hostname, unresolvable=False)
         return parts.scheme == "https" or home.scheme == "http"
 
-    def locate(self, objects: Sequence[tuple[str, int]]) -> dict[str, str]:
-        """Ask the batch API where `objects` (oid, size) are; errors by oid (the rest are ready)."""
+    def locate(self, objects: Sequence[tuple[str, int]], fallbacks: dict[str, str] | None = None) -> dict[str, str]:
+        """Ask the batch API where `objects` (oid, size) are; errors by oid (the rest are ready).
+        An object the batch API does not give is read through its `fallbacks` URL instead (the
+        file's `/resolve/{commit}/{path}` on the endpoint), when there is one."""
         errors: dict[str, str] = {}
         todo = [(o, s) for o, s in objects if o not in self._hrefs]
         for i in range(0, len(todo), 100):
@@ -266,6 +279,10 @@ class LfsClient:
         for o, _ in todo:
             if o not in self._hrefs and o not in errors:
                 errors[o] = "the LFS batch answer left it out"
+        for o in list(errors):
+            if fallbacks and o in fallbacks:
+                self._hrefs[o] = (fallbacks[o], {})
+                del errors[o]
         return errors
 
     def _open(self, oid: str, start: int | None = None, end: int | None = None):
@@ -276,8 +293,19 @@ class LfsClient:
         if start is not None:
             headers["Range"] = f"bytes={start}-{end}"
         resp = http("GET", href, headers)
+        if resp.status in (301, 302, 303, 307, 308) and _is_resolve(href):
+            # /resolve/ answers with the storage location, as for hf_hub_download: one hop, to
+            # a trusted host, without the Hub token unless it is the endpoint's own host
+            target = urljoin(href, resp.headers.get("Location", ""))
+            resp.close()
+            if not self._trusted(target):
+                raise LfsError(f"refused download location {urlsplit(target).hostname or '?'}")
+            if urlsplit(target).netloc != urlsplit(self.endpoint).netloc:
+                headers.pop("Authorization", None)
+            resp = http("GET", target, headers)
         want = 206 if start is not None else 200
-        if resp.status != want and not (start == 0 and resp.status == 200):
+        if resp.status != want:
+            resp.close()
             raise LfsError(f"download answered HTTP {resp.status}")
         return resp
 
@@ -322,6 +350,10 @@ class LfsClient:
 
     def _count(self, n: int) -> None:
         self.fetched_bytes += n
+
+
+def _is_resolve(url: str) -> bool:
+    return "/resolve/" in urlsplit(url).path
 
 
 def _reason(exc: BaseException) -> str:
@@ -523,7 +555,8 @@ class LfsSource(Source):
         client, spent = self.client, 0
         budget = self.options.repo_budget
         todo = [b for b in blobs if self._cached(b) is None]
-        errors = client.locate([(b.ref.oid, b.ref.size) for b in todo]) if todo else {}
+        errors = client.locate([(b.ref.oid, b.ref.size) for b in todo], {b.ref.oid: self._resolve_url(b) for b in todo
+                                                                          if b.places[0].commit}) if todo else {}  # fmt: skip
         for blob in blobs:
             ptr: Pointer = blob.ref
             where = blob.places[0]
@@ -544,6 +577,10 @@ class LfsSource(Source):
             yield replace(blob, size=size), _closing_reader(fh)
         if self.options.progress and self.fetched_objects:
             print(file=sys.stderr)
+
+    def _resolve_url(self, blob: Blob) -> str:
+        place = blob.places[0]
+        return f"{self.client.repo_url}/resolve/{place.commit}/{quote(place.path)}"
 
     def _cached(self, blob: Blob) -> Path | None:
         """What the cache holds for a blob: the object, or what a partial read of it gave."""
