@@ -3,7 +3,13 @@
 
 Every pointer blob of every ref's history is known by its sha256 oid and size. What can hold a
 secret is fetched through the Hub's git-lfs batch API and scanned as if it sat at the pointer's
-places (container `lfs`):
+places (container `lfs`). The batch API rather than huggingface_hub's `hf_hub_download`: it is
+git-lfs's own protocol (any LFS host, and the Hub's LFS bridge for Xet-backed files), names
+many objects in one request, and leaves the download to us — bounded in bytes and time, range
+reads, sha256 checked — where `hf_hub_download` follows redirects itself, fills the HF cache and
+has no byte limit. An object the batch API does not give is read through the file's
+`/resolve/{commit}/{path}` instead, the route `hf_hub_download` uses (one redirect followed, to a
+trusted host):
 
 - anything up to SMALL_OBJECT whole;
 - pickles, notebooks, text, tfevents and tar/gzip archives whole, up to the per-object cap
