@@ -1,5 +1,6 @@
 # Two entry points, both working on a fresh machine with Python 3.11, git and make:
-#   make demo   set up, build the bundled demo repository and scan it
+#   make demo   set up, build the bundled demo repository and scan it, then scan it as the Hub
+#               keeps it (ML files in LFS) on the bundled Hub stand-in, on loopback
 #   make test   set up and run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -18,6 +19,7 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(PY) fixtures/make_demo.py $(DEMO)
 	$(VENV)/bin/leakscan scan $(DEMO)/model-repo; test $$? -le 1
+	$(PY) fixtures/demo_hub.py $(DEMO); test $$? -le 1
 
 test: setup
 	$(PY) -m pytest -n 2 -q

@@ -229,6 +229,8 @@ def repo(
     author: Annotated[Optional[str], typer.Option("--author", help="Scan every model, dataset and Space of this user or organisation.")] = None,
     no_discussions: Annotated[bool, typer.Option("--no-discussions", help="Skip discussion and pull-request comments.")] = False,
     max_repo_size: Annotated[int, typer.Option("--max-repo-size", metavar="MB", min=1, help="Refuse repositories whose git data grows past this.")] = 10240,
+    no_lfs: Annotated[bool, typer.Option("--no-lfs", help="Do not fetch the LFS content pointer files name.")] = False,
+    max_lfs_mb: Annotated[int, typer.Option("--max-lfs-mb", metavar="MB", min=1, help="Fetch LFS objects whole up to this size (larger weights: their header only).")] = 64,
     fmt: Annotated[Optional[Format], typer.Option("--format", "-f", help="Output format (default: table).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report to this file.")] = None,
     redact: Annotated[bool, typer.Option("--redact", help="Leave raw secrets out of json/jsonl/sarif.")] = False,
@@ -267,7 +269,8 @@ def repo(
             verifier = _verifier(ruleset, store, False, 10.0) if verify else None
             try:
                 sources = hub_sources(hub_repo, store=store, cache_key=scanner.cache_key, revision=revision,
-                                      discussions=not no_discussions, max_bytes=max_repo_size << 20)  # fmt: skip
+                                      discussions=not no_discussions, max_bytes=max_repo_size << 20,
+                                      lfs=_lfs_options(no_lfs, max_lfs_mb, sys.stderr.isatty()))  # fmt: skip
                 result = run(sources, scanner, store=store, jobs=jobs, verifier=verifier)
             except (HubError, GitSourceError) as exc:
                 if verifier is not None:
@@ -283,6 +286,7 @@ def repo(
             combined.findings += result.findings
             combined.skipped += result.skipped
             combined.stats.objects += result.stats.objects
+            combined.stats.files += result.stats.files
             combined.stats.bytes += result.stats.bytes
             combined.stats.seconds += result.stats.seconds
             combined.stats.incremental |= result.stats.incremental
@@ -294,6 +298,12 @@ def repo(
             table.add_row(*row, style="red" if row[1] == "failed" else None)
         Console(stderr=True).print(table)
     raise typer.Exit(_report(combined, ruleset, fmt, output, redact, only_verified, fail_on))
+
+
+def _lfs_options(no_lfs: bool, max_lfs_mb: int, progress: bool):
+    from .sources.lfs import LfsOptions
+
+    return LfsOptions(enabled=not no_lfs, max_object_bytes=max_lfs_mb << 20, progress=progress)
 
 
 def _progress(items: list, show: bool):
@@ -317,6 +327,8 @@ def serve(
     max_body: Annotated[int, typer.Option("--max-body", metavar="BYTES", min=1024, help="Largest webhook body accepted.")] = 1 << 20,
     max_attempts: Annotated[int, typer.Option("--max-attempts", min=1, help="Attempts before a failing job is parked.")] = 5,
     max_repo_size: Annotated[int, typer.Option("--max-repo-size", metavar="MB", min=1, help="Refuse repositories whose git data grows past this.")] = 10240,
+    no_lfs: Annotated[bool, typer.Option("--no-lfs", help="Do not fetch the LFS content pointer files name.")] = False,
+    max_lfs_mb: Annotated[int, typer.Option("--max-lfs-mb", metavar="MB", min=1, help="Fetch LFS objects whole up to this size (larger weights: their header only).")] = 64,
     revoke_webhook: Annotated[Optional[list[str]], typer.Option("--revoke-webhook", metavar="URL", help="POST verified leaks here, signed with LEAKSCAN_REVOKE_SECRET (repeatable).")] = None,
     max_queue: Annotated[int, typer.Option("--max-queue", metavar="JOBS", min=1, help="Answer 503 (Retry-After) while this many jobs wait.")] = 10_000,
     max_connections: Annotated[Optional[int], typer.Option("--max-connections", metavar="N", min=1, help="Open connections at most; past it the oldest idle one is closed (default: from the descriptor limit, 384 at 1024).")] = None,
@@ -337,7 +349,8 @@ def serve(
     verify, callbacks, path = _service_setup(no_verify, revoke_webhook, db)
     config = Config(db=path, secret=secret, host=host, port=port, workers=workers, verify=verify, notify=notify,
                     max_body=max_body, max_attempts=max_attempts, max_repo_bytes=max_repo_size << 20, callbacks=callbacks,
-                    max_queue=max_queue, max_connections=max_connections or 0, idle_timeout=idle_timeout, body_timeout=body_timeout)  # fmt: skip
+                    max_queue=max_queue, max_connections=max_connections or 0, idle_timeout=idle_timeout, body_timeout=body_timeout,
+                    lfs=_lfs_options(no_lfs, max_lfs_mb, False))  # fmt: skip
     try:
         run(config)
     except OSError as exc:
@@ -366,6 +379,8 @@ def sweep_run(
     backoff: Annotated[float, typer.Option("--backoff", metavar="SECONDS", min=0.0, help="Wait before the first retry (doubled each time).")] = 5.0,
     no_discussions: Annotated[bool, typer.Option("--no-discussions", help="Skip discussion and pull-request comments.")] = False,
     max_repo_size: Annotated[int, typer.Option("--max-repo-size", metavar="MB", min=1, help="Refuse repositories whose git data grows past this.")] = 10240,
+    no_lfs: Annotated[bool, typer.Option("--no-lfs", help="Do not fetch the LFS content pointer files name.")] = False,
+    max_lfs_mb: Annotated[int, typer.Option("--max-lfs-mb", metavar="MB", min=1, help="Fetch LFS objects whole up to this size (larger weights: their header only).")] = 64,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not ask providers whether secrets are live (also LEAKSCAN_NO_VERIFY=1).")] = False,
     revoke_webhook: Annotated[Optional[list[str]], typer.Option("--revoke-webhook", metavar="URL", help="POST verified leaks here, signed with LEAKSCAN_REVOKE_SECRET (repeatable).")] = None,
 ) -> None:
@@ -377,7 +392,8 @@ def sweep_run(
     kinds = tuple(dict.fromkeys(t.value for t in repo_type)) if repo_type else ("model", "dataset", "space")
     opts = Options(db=path, types=kinds, author=author, search=search, limit=limit, workers=workers, ray=use_ray,
                    ray_address=ray_address, in_flight=in_flight, max_attempts=max_attempts, backoff=backoff,
-                   verify=verify, discussions=not no_discussions, max_repo_bytes=max_repo_size << 20, output=output,
+                   verify=verify, discussions=not no_discussions, max_repo_bytes=max_repo_size << 20,
+                   lfs=_lfs_options(no_lfs, max_lfs_mb, False), output=output,
                    redact=redact, callbacks=callbacks, progress=sys.stderr.isatty())  # fmt: skip
     try:
         raise typer.Exit(sweep(opts, parse_every(every) if every else None))

@@ -210,7 +210,7 @@ def default_jobs() -> int:
 
 
 def scan_hub_repo(repo, scanner: Scanner, *, store_path: Path | None = None, verify: bool = True,
-                  discussions: bool = True, max_bytes: int | None = None) -> ScanResult:  # fmt: skip
+                  discussions: bool = True, max_bytes: int | None = None, lfs=None) -> ScanResult:  # fmt: skip
     """One Hub repository as the long-running surfaces (`serve`, `sweep`) scan it: the mirror
     fetched incrementally, the scan cache and verdicts from the store at `store_path`, verified
     unless told not to, in this process. Raises HubError (and GitSourceError) for the caller to
@@ -227,7 +227,7 @@ def scan_hub_repo(repo, scanner: Scanner, *, store_path: Path | None = None, ver
             verifier = BackgroundVerifier(scanner.ruleset, store_path=store_path)
         try:
             sources = hub_sources(repo, store=store, cache_key=scanner.cache_key, discussions=discussions,
-                                  max_bytes=max_bytes)  # fmt: skip
+                                  max_bytes=max_bytes, lfs=lfs)  # fmt: skip
         except BaseException:
             if verifier is not None:
                 verifier.close()

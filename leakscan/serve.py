@@ -152,6 +152,7 @@ class Config:
     max_body: int = MAX_BODY
     max_attempts: int = 5
     max_repo_bytes: int | None = 10240 << 20
+    lfs: Any = None  # LfsOptions; None: the defaults
     callbacks: list[dict] = field(default_factory=list)
     max_queue: int = MAX_QUEUE
     max_connections: int = 0  # 0: from the descriptor limit (default_max_connections)
@@ -371,7 +372,7 @@ class Service:
                 self.local.scanner = Scanner(self.ruleset)
             hub_repo = HubRepo(kind, name, endpoint())
             result = scan_hub_repo(hub_repo, self.local.scanner, store_path=self.config.db, verify=self.config.verify,
-                                   max_bytes=self.config.max_repo_bytes)  # fmt: skip
+                                   max_bytes=self.config.max_repo_bytes, lfs=self.config.lfs)  # fmt: skip
             if self.config.callbacks:
                 from .revoke.outbox import revoke
 

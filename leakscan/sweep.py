@@ -68,6 +68,7 @@ class Options:
     verify: bool = True
     discussions: bool = True
     max_repo_bytes: int = 10240 << 20
+    lfs: Any = None  # LfsOptions; None: the defaults
     output: Path | None = None
     redact: bool = False
     callbacks: list[dict] = field(default_factory=list)
@@ -182,7 +183,8 @@ def scan_one(task: dict[str, Any]) -> dict[str, Any]:
             _SCANNER = Scanner(load_rules())
         repo = HubRepo(task["repo_type"], task["repo_id"], task["endpoint"])
         result = scan_hub_repo(repo, _SCANNER, store_path=task.get("cache_db"), verify=bool(task.get("verify")),
-                               discussions=task.get("discussions", True), max_bytes=task.get("max_bytes"))  # fmt: skip
+                               discussions=task.get("discussions", True), max_bytes=task.get("max_bytes"),
+                               lfs=task.get("lfs"))  # fmt: skip
         out["findings"] = result.findings
         out["warnings"] = [s.reason for s in result.skipped if s.path == "discussions"]
     except Exception as exc:  # HubError, git and network failures
@@ -404,7 +406,7 @@ def _scan_all(opts: Options, db, queue: Queue, base: str, pass_id: int, waiting:
 
     outputs = Outputs(opts.output, opts.redact)
     common = {"endpoint": base, "hub_cache": str(cache_dir()), "cache_db": str(opts.db), "verify": opts.verify,
-              "discussions": opts.discussions, "max_bytes": opts.max_repo_bytes}  # fmt: skip
+              "discussions": opts.discussions, "max_bytes": opts.max_repo_bytes, "lfs": opts.lfs}  # fmt: skip
     limit = opts.in_flight or max(1, opts.workers * 2)
     executor = RayExecutor(opts.workers, opts.ray_address) if (opts.ray or opts.ray_address) else LocalExecutor(opts.workers)
     bar = _Bar(len(waiting)) if opts.progress else None

@@ -11,57 +11,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-
-
-class ServerThread:
-    """An aiohttp handler served on 127.0.0.1 from a thread and event loop of its own, so the
-    test can block on a subprocess meanwhile."""
-
-    def __init__(self, handle: Callable[[web.Request], Awaitable[web.StreamResponse]], port: int = 0, *,
-                 client_max_size: int = 1 << 20, auto_decompress: bool = True) -> None:  # fmt: skip
-        self.handle, self.port = handle, port
-        self.client_max_size, self.auto_decompress = client_max_size, auto_decompress
-
-    def start(self) -> int:
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        async def start() -> None:
-            app = web.Application(client_max_size=self.client_max_size)
-            app.router.add_route("*", "/{tail:.*}", self.handle)
-            # hanging handlers are cut at shutdown; bodies reach the handler as sent if asked
-            self._runner = web.AppRunner(app, shutdown_timeout=0.5, auto_decompress=self.auto_decompress)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]
-            ready.set()
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(start())
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self.port
-
-    def stop(self) -> None:
-        async def stop() -> None:
-            await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+from hubstand import Seen, ServerThread  # they ship with the Hub stand-in, in fixtures/
 
 
 @dataclass

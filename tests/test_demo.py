@@ -3,6 +3,7 @@ the placeholder decoys not."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -27,3 +28,26 @@ def test_demo_finds_exactly_the_planted_tokens(tmp_path):
     ]
     # the templates themselves (committed in this repo) hold no secret
     assert leakscan("scan", REPO / "fixtures" / "demo").code == 0
+
+
+def test_demo_on_the_hub_stand_in_finds_them_in_lfs_and_a_space_variable(tmp_path):
+    dest = tmp_path / "demo"
+    subprocess.run([sys.executable, str(REPO / "fixtures" / "make_demo.py"), str(dest)], check=True,
+                   capture_output=True)  # fmt: skip
+    run = subprocess.run([sys.executable, str(REPO / "fixtures" / "demo_hub.py"), str(dest), "-f", "json", "--no-verify",
+                          "--no-cache"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    found = json.loads(run.stdout)
+    assert sorted((f["repo"], f["path"], f["container"], f["detector"]) for f in found) == [
+        ("demo/sentiment", ".env", None, "openai-project-key"),
+        ("demo/sentiment", "deploy.env", None, "huggingface-access-token"),
+        ("demo/sentiment", "notebooks/explore.ipynb", "cell 1 output 1", "huggingface-access-token"),
+        ("demo/sentiment", "notebooks/explore.ipynb", "cell 1 output 1", "wandb-api-key"),
+        ("demo/sentiment", "scripts/settings.yaml", None, "database-url-password"),
+        ("demo/sentiment", "scripts/train.py", None, "github-pat"),
+        ("demo/sentiment", "scripts/train.py", None, "huggingface-access-token"),
+        # in git only as an LFS pointer: found in the content the Hub serves for it
+        ("demo/sentiment", "training_args.bin", "lfs!training_args/data.pkl", "huggingface-access-token"),
+        ("spaces/demo/sentiment-app", "variables/HF_TOKEN", None, "huggingface-access-token"),
+    ]
+    assert "LFS content served by the stand-in:" in run.stderr

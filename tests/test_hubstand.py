@@ -209,3 +209,59 @@ def test_private_unknown_errors_and_whoami(hub):
     with pytest.raises(RepositoryNotFoundError):
         api(hub).repo_info("user/open")
     assert [m.id for m in api(hub).list_models(author="user")] == []
+
+
+def test_lfs_files_through_tree_resolve_range_and_the_batch_api(hub, tmp_path):
+    import json
+    import struct
+    import urllib.request
+
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.file_download import get_hf_file_metadata, hf_hub_url
+
+    header = json.dumps({"__metadata__": {"format": "pt", "note": "hello"},
+                         "w": {"dtype": "F32", "shape": [1 << 18], "data_offsets": [0, 1 << 20]}}).encode()  # fmt: skip
+    weights = struct.pack("<Q", len(header)) + header + b"\0" * (1 << 20)
+    pointer = hub.lfs(weights)
+    hub.add_repo("model", "user/lfs")
+    sha = hub.commit("model", "user/lfs", {"model.safetensors": pointer, "config.json": "{}\n"})
+    oid = pointer.split("sha256:")[1].split()[0]
+    hf = api(hub)
+    # the tree lists the LFS entry with its oid and size, the pointer's size apart
+    tree = {e.path: e for e in hf.list_repo_tree("user/lfs", recursive=True)}
+    assert tree["model.safetensors"].lfs.sha256 == oid and tree["model.safetensors"].lfs.size == len(weights)
+    assert tree["model.safetensors"].lfs.pointer_size == len(pointer) and tree["config.json"].lfs is None
+    # HEAD through /resolve/: a redirect naming the content, as the Hub's
+    meta = get_hf_file_metadata(hf_hub_url("user/lfs", "model.safetensors", endpoint=hub.url), token=False)
+    assert (meta.commit_hash, meta.etag, meta.size) == (sha, oid, len(weights))
+    # GET follows the redirect to the storage; Range reads serve get_safetensors_metadata
+    path = hf_hub_download("user/lfs", "model.safetensors", endpoint=hub.url, token=False, cache_dir=tmp_path / "c")
+    assert open(path, "rb").read() == weights
+    served = hub.lfs_bytes_served
+    assert served == len(weights)
+    got = hf.get_safetensors_metadata("user/lfs")
+    assert got.files_metadata["model.safetensors"].metadata == {"format": "pt", "note": "hello"}
+    assert hub.lfs_bytes_served - served == 100_001  # one range of the file's start, not its megabyte
+    # the git-lfs batch API: a download href (with its header) per known object, an error otherwise
+    body = json.dumps({"operation": "download", "transfers": ["basic"], "hash_algo": "sha256",
+                       "objects": [{"oid": oid, "size": len(weights)}, {"oid": "0" * 64, "size": 1}]}).encode()  # fmt: skip
+    req = urllib.request.Request(f"{hub.url}/user/lfs.git/info/lfs/objects/batch", data=body, method="POST",
+                                 headers={"Accept": "application/vnd.git-lfs+json",
+                                          "Content-Type": "application/vnd.git-lfs+json"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        answer = json.loads(resp.read())
+    ok, missing = answer["objects"]
+    assert ok["actions"]["download"]["href"] == f"{hub.storage_url}/lfs-storage/{oid}" and missing["error"]["code"] == 404
+    ranged = urllib.request.Request(ok["actions"]["download"]["href"], headers={"Range": "bytes=0-7"})
+    with urllib.request.urlopen(ranged, timeout=10) as resp:
+        assert resp.status == 206 and resp.read() == weights[:8]
+
+
+def test_space_variables(hub):
+    hub.add_repo("space", "user/app")
+    hub.set_variables("user/app", {"MODEL": "gpt2", "EMPTY": ""})
+    got = api(hub).get_space_variables("user/app")
+    assert {k: v.value for k, v in got.items()} == {"MODEL": "gpt2", "EMPTY": ""}
+    assert api(hub).get_space_variables("user/app") is not None
+    with pytest.raises(RepositoryNotFoundError):
+        api(hub).get_space_variables("user/none")

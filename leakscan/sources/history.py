@@ -115,6 +115,7 @@ class BlobHistory(Source):
         self.incremental = plan.previous is not None
         self.head_secrets: set[str] = set()  # secrets HEAD's blobs still hold, for the message source
         self._places: dict[str, tuple[Place, ...]] = {}
+        self.sizes: dict[str, int] = {}  # of every listed blob: the LFS source reads the small ones
 
     def read(self, blobs: Sequence[Blob]) -> Iterator[Opened | Skip]:
         return read_git_blobs(self.repo, blobs)  # in this process: the repository already opened
@@ -149,6 +150,7 @@ class BlobHistory(Source):
                 listed.append(Blob(oid, sizes.get(oid, 0), places or (Place(path, "history"),)))
         for blob in listed:
             self._places[blob.key] = blob.places
+            self.sizes[blob.key] = blob.size
             yield blob
 
     def finish(self, findings: list[Finding], scanned: list[tuple[str, int]]) -> list[Finding]:

@@ -3,8 +3,8 @@ kept in a cache and fetched incrementally, plus the text of every discussion and
 
 The Hub's address and credentials come from huggingface_hub's own settings (HF_ENDPOINT,
 HF_TOKEN or the stored login). The remote is untrusted: git runs with hooks, submodules and
-credential prompts off, only http(s), LFS content never downloaded, a time limit and a size
-limit.
+credential prompts off, only http(s), a time limit and a size limit; git never downloads LFS
+content (the LFS source does, bounded: `leakscan.sources.lfs`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ..model import Finding, Place, Skip
 from ..paths import cache_root
 from ..textsafe import scrub
 from .base import Annotated, Blob, Source, bytes_opener
+from .lfs import LfsOptions
 
 TYPES = ("model", "dataset", "space")
 _PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -58,23 +59,35 @@ class HubRepo:
                 f.url = f"{self.web_url}/blob/{f.commit}/{quote(f.path)}"
             elif f.commit:
                 f.url = f"{self.web_url}/commit/{f.commit}"
+            elif f.source == "space-variable":
+                f.url = self.web_url
 
 
 def hub_sources(repo: HubRepo, *, store=None, cache_key: str = "", revision: str | None = None,
-                discussions: bool = True, max_bytes: int | None = None) -> list[Source]:  # fmt: skip
+                discussions: bool = True, max_bytes: int | None = None, lfs: LfsOptions | None = None) -> list[Source]:  # fmt: skip
     """Everything the repository has published: every ref's history through a cached bare
-    mirror (fetched now), and its discussions (read as the pipeline lists them)."""
+    mirror (fetched now), the LFS content its pointers name, a Space's variables, and its
+    discussions (read as the pipeline lists them)."""
     from .git import GitSourceError, open_repo
-    from .history import HistoryOptions, git_sources
+    from .history import BlobHistory, HistoryOptions, git_sources
+    from .lfs import lfs_source
+    from .space import SpaceVariables
 
     repo_info(repo, revision)  # a clear error for unknown, private or gated repos, before any git
     path = mirror(repo, max_bytes=max_bytes)
     try:
         git = open_repo(path)
         options = HistoryOptions(rev_range=revision, work_tree=False) if revision else HistoryOptions(work_tree=False)
-        sources = [Annotated(s, repo.annotate) for s in git_sources(git, store=store, cache_key=cache_key, options=options)]
+        history = git_sources(git, store=store, cache_key=cache_key, options=options)
+        sources = [Annotated(s, repo.annotate) for s in history]
     except GitSourceError as exc:
         raise HubError(f"{repo.label}: {exc}") from None
+    lfs = LfsOptions() if lfs is None else lfs
+    if lfs.enabled:
+        blobs = next(s for s in history if isinstance(s, BlobHistory))
+        sources.append(Annotated(lfs_source(blobs, repo, lfs), repo.annotate))
+    if repo.repo_type == "space":
+        sources.append(Annotated(SpaceVariables(repo), repo.annotate))
     if discussions:
         sources.append(Annotated(DiscussionSource(repo), repo.annotate))
     return sources
@@ -181,7 +194,23 @@ def mirror(repo: HubRepo, *, cache: Path | None = None, max_bytes: int | None = 
         if fresh:
             shutil.rmtree(path, ignore_errors=True)
         raise
+    _follow_head(path, url)
     return path
+
+
+def _follow_head(path: Path, url: str) -> None:
+    """Point the mirror's HEAD at the remote's default branch (a fetch of refs/* leaves `git
+    init`'s own default), so that `in_head` means the tip people see on the Hub. Asked once,
+    and again only when the branch HEAD names is gone."""
+    if _git(["--git-dir", str(path), "rev-parse", "--verify", "--quiet", "HEAD"], None, timeout=60).returncode == 0:
+        return
+    try:
+        out = _git(["ls-remote", "--symref", "--", url, "HEAD"], None, timeout=60)
+    except subprocess.TimeoutExpired:
+        return
+    m = re.match(rb"ref: (refs/heads/[^\t\n]+)\tHEAD", out.stdout)
+    if out.returncode == 0 and m:
+        _git(["--git-dir", str(path), "symbolic-ref", "HEAD", m.group(1).decode("utf-8", "replace")], None, timeout=60)
 
 
 def _safe_env() -> dict[str, str]:
