@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 # C0 controls (but tab), DEL, C1 controls, and the Unicode line/paragraph separators and bidi
 # overrides a terminal or a log reader may act on.
@@ -31,9 +32,11 @@ def scrub(text: object, secrets: Iterable[str | bytes] = ()) -> str:
     """`text` with every known secret replaced by `[secret]`, every URL cut to its scheme and
     host (credentials, path and query dropped), then escaped onto one line."""
     out = str(text)
-    for secret in sorted({s.decode("utf-8", "replace") if isinstance(s, bytes) else s for s in secrets if s},
-                         key=len, reverse=True):  # fmt: skip
-        if len(secret) >= 4:
-            out = out.replace(secret, "[secret]")
+    known = {s.decode("utf-8", "replace") if isinstance(s, bytes) else s for s in secrets if s}
+    # as sent, too: a token with `|` or `/` travels percent-encoded in a URL an answer may echo
+    forms = {form for secret in known if len(secret) >= 4
+             for form in (secret, quote(secret, safe=""), quote_plus(secret), quote(secret))}  # fmt: skip
+    for form in sorted(forms, key=len, reverse=True):
+        out = out.replace(form, "[secret]")
     out = _URL.sub(lambda m: m.group(1) + m.group(3) + ("/…" if m.group(4) else ""), out)
     return escape(out)
