@@ -6,8 +6,10 @@ stderr, never a traceback).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -394,9 +396,9 @@ def sweep_run(
                    ray_address=ray_address, in_flight=in_flight, max_attempts=max_attempts, backoff=backoff,
                    verify=verify, discussions=not no_discussions, max_repo_bytes=max_repo_size << 20,
                    lfs=_lfs_options(no_lfs, max_lfs_mb, False), output=output,
-                   redact=redact, callbacks=callbacks, progress=sys.stderr.isatty())  # fmt: skip
+                   redact=redact, callbacks=callbacks, progress=_SweepBar if sys.stderr.isatty() else None)  # fmt: skip
     try:
-        raise typer.Exit(sweep(opts, parse_every(every) if every else None))
+        raise typer.Exit(sweep(opts, parse_every(every) if every else None, summary=_sweep_summary))
     except SweepError as exc:
         raise UserError(str(exc)) from None
 
@@ -407,12 +409,12 @@ def sweep_status(
     fmt: Annotated[Optional[Format], typer.Option("--format", "-f", help="table (default) or json.")] = None,
 ) -> None:
     """Counts by status, the last pass, the slowest and the failing repositories."""
-    from .sweep import print_status, status
+    from .sweep import status
 
     path = db or default_store_path()
     if not path.exists():
         raise UserError(f"no sweep state at {path}")
-    print_status(status(path), fmt in (Format.json, Format.jsonl))
+    _sweep_status(status(path), fmt in (Format.json, Format.jsonl))
 
 
 def _service_setup(no_verify: bool, revoke_webhook: list[str] | None, db: Path | None) -> tuple[bool, list[dict], Path]:
@@ -656,6 +658,84 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_CLEAN
     return rv if isinstance(rv, int) else EXIT_CLEAN
+
+
+
+# ---- sweep display (the sweep itself renders nothing) ----
+
+
+class _SweepBar:
+    """repos done/total, findings, rate — on a terminal only."""
+
+    def __init__(self, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.started = time.monotonic()
+        self.progress = Progress(TextColumn("sweeping"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                                 TimeElapsedColumn(), console=Console(stderr=True), transient=True)  # fmt: skip
+        self.task = self.progress.add_task("sweep", total=total, info="")
+        self.progress.start()
+
+    def advance(self, report) -> None:
+        done = report.scanned + report.failed
+        rate = done / max(1e-6, time.monotonic() - self.started) * 60
+        self.progress.update(self.task, completed=done, info=f"{report.findings} findings, {rate:.0f} repos/min")
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def _sweep_summary(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    rate = report.scanned / report.seconds * 60 if report.seconds else 0.0
+    table = Table("listed", "unchanged", "scanned", "parked", "findings", "new", "seconds", "repos/min",
+                  title=f"sweep pass {report.pass_id}")  # fmt: skip
+    table.add_row(str(report.listed), str(report.unchanged), str(report.scanned), str(report.parked),
+                  str(report.findings), str(report.new_findings), f"{report.seconds:.1f}", f"{rate:.0f}")  # fmt: skip
+    console.print(table)
+    failing = [r for r in report.rows if r[1] != "scanned"]
+    if failing:
+        t = Table("repository", "status", "error", title="failing repositories")
+        for row in failing:
+            t.add_row(*row, style="red")
+        console.print(t)
+    for w in report.warnings:
+        print(f"leakscan: warning: {w}", file=sys.stderr)
+
+
+def _sweep_status(info: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    c = info["counts"]
+    console.print(f"repositories: {sum(c.values())} — " + ", ".join(f"{v} {k}" for k, v in c.items())
+                  + f"; {info['findings']} findings recorded; {info['passes']} passes")  # fmt: skip
+    last = info["last_pass"]
+    if last:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["started_at"]))
+        state = "finished" if last["finished_at"] else "unfinished (killed or running)"
+        took = f" in {last['finished_at'] - last['started_at']:.1f} s" if last["finished_at"] else ""
+        console.print(f"last pass {last['id']}: started {when}, {state}{took}: {last['listed']} listed, "
+                      f"{last['scanned']} scanned, {last['unchanged']} unchanged, {last['parked']} parked, "
+                      f"{last['new_findings']} new findings")  # fmt: skip
+    if info["slowest"]:
+        t = Table("repository", "seconds", "findings", title="slowest repositories")
+        for r in info["slowest"]:
+            t.add_row(r["repo"], f"{r['seconds']:.2f}", str(r["findings"]))
+        console.print(t)
+    if info["failing"]:
+        t = Table("repository", "status", "attempts", "last error", title="failing repositories")
+        for r in info["failing"]:
+            t.add_row(r["repo"], r["status"], str(r["attempts"]), r["error"] or "", style="red")
+        console.print(t)
 
 
 if __name__ == "__main__":

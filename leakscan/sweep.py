@@ -72,7 +72,7 @@ class Options:
     output: Path | None = None
     redact: bool = False
     callbacks: list[dict] = field(default_factory=list)
-    progress: bool = False
+    progress: Callable[[int], Any] | None = None  # a display for a pass of N scans: advance(report), stop()
 
 
 # ---- the lock -------------------------------------------------------------------------------
@@ -409,7 +409,7 @@ def _scan_all(opts: Options, db, queue: Queue, base: str, pass_id: int, waiting:
               "discussions": opts.discussions, "max_bytes": opts.max_repo_bytes, "lfs": opts.lfs}  # fmt: skip
     limit = opts.in_flight or max(1, opts.workers * 2)
     executor = RayExecutor(opts.workers, opts.ray_address) if (opts.ray or opts.ray_address) else LocalExecutor(opts.workers)
-    bar = _Bar(len(waiting)) if opts.progress else None
+    bar = opts.progress(len(waiting)) if opts.progress else None
     try:
         while waiting or executor.running:
             now = time.time()
@@ -477,28 +477,6 @@ def _record(db, queue: Queue, outputs: Outputs, pass_id: int, res: dict, report:
     return None
 
 
-class _Bar:
-    """repos done/total, findings, rate — on a terminal only."""
-
-    def __init__(self, total: int) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.started = time.monotonic()
-        self.progress = Progress(TextColumn("sweeping"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                                 TimeElapsedColumn(), console=Console(stderr=True), transient=True)  # fmt: skip
-        self.task = self.progress.add_task("sweep", total=total, info="")
-        self.progress.start()
-
-    def advance(self, report: PassReport) -> None:
-        done = report.scanned + report.failed
-        rate = done / max(1e-6, time.monotonic() - self.started) * 60
-        self.progress.update(self.task, completed=done, info=f"{report.findings} findings, {rate:.0f} repos/min")
-
-    def stop(self) -> None:
-        self.progress.stop()
-
-
 # ---- status --------------------------------------------------------------------------------
 
 
@@ -529,67 +507,17 @@ def status(db_path: Path) -> dict[str, Any]:
     }
 
 
-def print_summary(report: PassReport) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(stderr=True)
-    rate = report.scanned / report.seconds * 60 if report.seconds else 0.0
-    table = Table("listed", "unchanged", "scanned", "parked", "findings", "new", "seconds", "repos/min",
-                  title=f"sweep pass {report.pass_id}")  # fmt: skip
-    table.add_row(str(report.listed), str(report.unchanged), str(report.scanned), str(report.parked),
-                  str(report.findings), str(report.new_findings), f"{report.seconds:.1f}", f"{rate:.0f}")  # fmt: skip
-    console.print(table)
-    failing = [r for r in report.rows if r[1] != "scanned"]
-    if failing:
-        t = Table("repository", "status", "error", title="failing repositories")
-        for row in failing:
-            t.add_row(*row, style="red")
-        console.print(t)
-    for w in report.warnings:
-        print(f"leakscan: warning: {w}", file=sys.stderr)
-
-
-def print_status(info: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(info, indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    c = info["counts"]
-    console.print(f"repositories: {sum(c.values())} — " + ", ".join(f"{v} {k}" for k, v in c.items())
-                  + f"; {info['findings']} findings recorded; {info['passes']} passes")  # fmt: skip
-    last = info["last_pass"]
-    if last:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["started_at"]))
-        state = "finished" if last["finished_at"] else "unfinished (killed or running)"
-        took = f" in {last['finished_at'] - last['started_at']:.1f} s" if last["finished_at"] else ""
-        console.print(f"last pass {last['id']}: started {when}, {state}{took}: {last['listed']} listed, "
-                      f"{last['scanned']} scanned, {last['unchanged']} unchanged, {last['parked']} parked, "
-                      f"{last['new_findings']} new findings")  # fmt: skip
-    if info["slowest"]:
-        t = Table("repository", "seconds", "findings", title="slowest repositories")
-        for r in info["slowest"]:
-            t.add_row(r["repo"], f"{r['seconds']:.2f}", str(r["findings"]))
-        console.print(t)
-    if info["failing"]:
-        t = Table("repository", "status", "attempts", "last error", title="failing repositories")
-        for r in info["failing"]:
-            t.add_row(r["repo"], r["status"], str(r["attempts"]), r["error"] or "", style="red")
-        console.print(t)
-
-
-def sweep(opts: Options, every: float | None = None, log: Callable[[str], None] | None = None) -> int:
-    """One pass, or passes forever `every` seconds apart (start to start). Exit code: 1 if the
-    last pass recorded new findings, else 0."""
+def sweep(opts: Options, every: float | None = None, log: Callable[[str], None] | None = None,
+          summary: Callable[[PassReport], None] | None = None) -> int:  # fmt: skip
+    """One pass, or passes forever `every` seconds apart (start to start), each handed to
+    `summary` when done. Exit code: 1 if the last pass recorded new findings, else 0."""
     log = log or (lambda m: print(m, file=sys.stderr))
     with SweepLock(opts.db):
         while True:
             begun = time.monotonic()
             report = run_pass(opts, log=log)
-            print_summary(report)
+            if summary is not None:
+                summary(report)
             if every is None:
                 return 1 if report.new_findings else 0
             pause = max(0.0, every - (time.monotonic() - begun))
