@@ -113,8 +113,9 @@ def run(sources: Sequence[Source], scanner: Scanner, *, store=None, jobs: int | 
             blobs: list[Blob] = []
             for item in source.listing():
                 (result.skipped if isinstance(item, Skip) else blobs).append(item)
-            if store is not None and any(b.key for b in blobs):
-                known = store.scanned_objects(scanner.cache_key)
+            keys = [b.key for b in blobs if b.key is not None]
+            if store is not None and keys:
+                known = store.scanned_objects(scanner.cache_key, keys)
                 blobs = [b for b in blobs if b.key is None or known.get(b.key, 1) > 0]
             batch = _scan(source, scanner, blobs, jobs, notify)
             if store is not None and batch.scanned:

@@ -31,10 +31,18 @@ class Store:
 
     # -- object scan cache ---------------------------------------------------------------------
 
-    def scanned_objects(self, detectors: str) -> dict[str, int]:
-        """oid → findings count, for every object scanned with this detector set."""
-        with closing(self.db.execute("SELECT oid, findings FROM object_scans WHERE detectors=?", (detectors,))) as cur:
-            return {oid.hex(): n for oid, n in cur}
+    def scanned_objects(self, detectors: str, oids: Iterable[str]) -> dict[str, int]:
+        """oid → candidates count, for those of `oids` scanned with this detector set. Looked up
+        by key (the primary key's index): a store that sweeps thousands of repositories is never
+        read whole for one repository's listing."""
+        wanted = [bytes.fromhex(o) for o in oids]
+        out: dict[str, int] = {}
+        for i in range(0, len(wanted), 500):
+            part = wanted[i : i + 500]
+            query = f"SELECT oid, findings FROM object_scans WHERE detectors=? AND oid IN ({','.join('?' * len(part))})"
+            with closing(self.db.execute(query, (detectors, *part))) as cur:
+                out.update((oid.hex(), n) for oid, n in cur)
+        return out
 
     def record_objects(self, detectors: str, results: Iterable[tuple[str, int]]) -> None:
         rows = [(bytes.fromhex(oid), detectors, n) for oid, n in results]
