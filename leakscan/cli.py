@@ -268,15 +268,15 @@ def repo(
             if not targets:
                 raise UserError(f"{author} has no public repositories (or does not exist)")
         for hub_repo in _progress(targets, len(targets) > 1):
-            verifier = _verifier(ruleset, store, False, 10.0) if verify else None
             try:
                 sources = hub_sources(hub_repo, store=store, cache_key=scanner.cache_key, revision=revision,
                                       discussions=not no_discussions, max_bytes=max_repo_size << 20,
                                       lfs=_lfs_options(no_lfs, max_lfs_mb, sys.stderr.isatty()))  # fmt: skip
-                result = run(sources, scanner, store=store, jobs=jobs, verifier=verifier)
+                # run() closes the verifier, whatever happens: none is started for a repository
+                # whose mirror cannot be had
+                result = run(sources, scanner, store=store, jobs=jobs,
+                             verifier=_verifier(ruleset, store, False, 10.0) if verify else None)  # fmt: skip
             except (HubError, GitSourceError) as exc:
-                if verifier is not None:
-                    verifier.close()
                 if len(targets) == 1:
                     raise UserError(str(exc)) from None
                 rows.append((hub_repo.label, "failed", str(exc)))
@@ -608,7 +608,6 @@ def revoke_flush(db: DbOpt = None) -> None:
 @revoke_app.command("list")
 def revoke_list(db: DbOpt = None, fmt: Annotated[Optional[Format], typer.Option("--format", "-f")] = None) -> None:
     """Pending, parked and delivered revocations, redacted."""
-    import json
 
     from rich.table import Table
 

@@ -221,18 +221,14 @@ def scan_hub_repo(repo, scanner: Scanner, *, store_path: Path | None = None, ver
 
     store = Store(store_path) if store_path else None
     try:
+        # the mirror is fetched first: a repository that cannot be had starts no verifier
+        sources = hub_sources(repo, store=store, cache_key=scanner.cache_key, discussions=discussions,
+                              max_bytes=max_bytes, lfs=lfs)  # fmt: skip
         verifier = None
         if verify:
             from .verify.engine import BackgroundVerifier
 
             verifier = BackgroundVerifier(scanner.ruleset, store_path=store_path)
-        try:
-            sources = hub_sources(repo, store=store, cache_key=scanner.cache_key, discussions=discussions,
-                                  max_bytes=max_bytes, lfs=lfs)  # fmt: skip
-        except BaseException:
-            if verifier is not None:
-                verifier.close()
-            raise
         return run(sources, scanner, store=store, jobs=1, verifier=verifier)
     finally:
         if store is not None:
