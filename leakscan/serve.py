@@ -24,6 +24,7 @@ nothing is ever inflated (a `Content-Encoding` is refused with 415 before authen
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import hmac
 import json
@@ -187,6 +188,7 @@ class Service:
         self.threads: list[threading.Thread] = []
         self.in_request: set[web.RequestHandler] = set()  # connections inside a handler now
         self.evicted = 0
+        self.out_of_descriptors_logged = -60.0
 
     def enqueue(self, d: Delivery) -> tuple[int, bool]:
         """(job id, whether it is new): a delivery already queued, running or done is not queued again."""
@@ -323,6 +325,24 @@ class Service:
                 victim.force_close()
             self.evicted += excess
 
+    def _loop_exception(self, server: web.Server, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        """Out of descriptors, asyncio stops accepting for a second and reports each failed
+        accept of the burst with a traceback: here it is one line a minute, and the oldest idle
+        connections are closed at once so that the retry finds room."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+            live = [h for h in server.connections if h.transport is not None]
+            idle = [h for h in live if h not in self.in_request][: max(1, len(live) // 2)]
+            for victim in idle:
+                victim.force_close()
+            self.evicted += len(idle)
+            now = time.monotonic()
+            if now - self.out_of_descriptors_logged >= 60:
+                self.out_of_descriptors_logged = now
+                log(f"descriptor limit reached ({exc.strerror}): new connections wait, {len(idle)} idle ones closed")
+            return
+        loop.default_exception_handler(context)
+
     # workers
 
     def start_workers(self) -> None:
@@ -420,6 +440,7 @@ class Service:
         loop = asyncio.get_running_loop()
         server = runner.server
         assert server is not None
+        loop.set_exception_handler(lambda loop, context: self._loop_exception(server, loop, context))
         listener = await loop.create_server(lambda: self._connection(server), self.config.host, self.config.port,
                                             reuse_address=True)  # fmt: skip
         port = listener.sockets[0].getsockname()[1]

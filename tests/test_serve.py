@@ -304,6 +304,28 @@ def test_past_the_descriptor_limit_half_open_connections_are_evicted_and_healthz
     assert "Traceback" not in svc.err.read_text() and "out of system resource" not in svc.err.read_text()
 
 
+def test_out_of_descriptors_the_service_closes_idle_connections_and_says_so_in_one_line(hub, tmp_path):
+    """A descriptor limit so low that a burst of accepts runs out before room is made: asyncio
+    would print a traceback per failed accept; the service closes idle connections instead,
+    logs one line, and answers once its listener retries."""
+    svc = Service(hub, tmp_path)
+    svc.preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    svc.start()
+    conns = []
+    try:
+        for _ in range(150):
+            conns.append(raw_connection(svc, b""))
+        status, _, text = svc.get("/healthz")
+        assert (status, text) == (200, "ok")
+    finally:
+        for conn in conns:
+            conn.close()
+        assert svc.stop() == 0
+    err = svc.err.read_text()
+    assert "Traceback" not in err and "socket.accept()" not in err, err
+    assert err.count("descriptor limit reached (Too many open files): new connections wait") == 1, err
+
+
 def test_a_connection_without_a_whole_request_head_is_closed_after_the_idle_timeout(hub, tmp_path):
     svc = Service(hub, tmp_path, "--idle-timeout", "1").start()
     try:
