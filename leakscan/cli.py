@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import click
 import typer
@@ -221,14 +221,15 @@ class HubType(str, Enum):
     model = "model"
     dataset = "dataset"
     space = "space"
+    bucket = "bucket"  # a storage bucket: `repo` only (a sweep follows git repositories' shas)
 
 
 @app.command()
 def repo(
-    target: Annotated[Optional[str], typer.Argument(help="user/model, datasets/user/name, spaces/user/name or a Hub URL.")] = None,
+    target: Annotated[Optional[str], typer.Argument(help="user/model, datasets/user/name, spaces/user/name, buckets/user/name or a Hub URL.")] = None,
     repo_type: Annotated[Optional[HubType], typer.Option("--type", help="Repository type when TARGET has no prefix.")] = None,
     revision: Annotated[Optional[str], typer.Option("--revision", help="Scan this revision's tree and the history up to it.")] = None,
-    author: Annotated[Optional[str], typer.Option("--author", help="Scan every model, dataset and Space of this user or organisation.")] = None,
+    author: Annotated[Optional[str], typer.Option("--author", help="Scan every model, dataset, Space and storage bucket of this user or organisation.")] = None,
     no_discussions: Annotated[bool, typer.Option("--no-discussions", help="Skip discussion and pull-request comments.")] = False,
     max_repo_size: Annotated[int, typer.Option("--max-repo-size", metavar="MB", min=1, help="Refuse repositories whose git data grows past this.")] = 10240,
     no_lfs: Annotated[bool, typer.Option("--no-lfs", help="Do not fetch the LFS content pointer files name.")] = False,
@@ -243,9 +244,9 @@ def repo(
     fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 on any finding, or only on verified ones.")] = FailOn.any,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes.")] = None,
 ) -> None:
-    """Scan Hugging Face Hub repositories: every ref's history (pull requests included) and
-    every discussion and PR comment."""
-    from .sources.hub import HubError, hub_sources, list_owner_repos, parse_target
+    """Scan Hugging Face Hub repositories: every ref's history (pull requests included), the LFS
+    content it names, every discussion and PR comment, Space variables; and storage buckets."""
+    from .sources.hub import TYPES, HubError, hub_sources, list_owner_repos, parse_target
 
     if (target is None) == (author is None):
         raise UserError("give a repository (user/name) or --author NAME")
@@ -261,8 +262,7 @@ def repo(
     with _store(db, no_cache) as store:
         if targets is None:
             try:
-                kinds = (repo_type.value,) if repo_type else ("model", "dataset", "space")
-                targets = list(list_owner_repos(author, kinds))
+                targets = list(list_owner_repos(author, (repo_type.value,) if repo_type else TYPES))
             except Exception as exc:  # HTTP errors and the client's connection errors
                 raise UserError(f"cannot list the repositories of {author}: {type(exc).__name__}") from None
             if not targets:
@@ -392,6 +392,9 @@ def sweep_run(
 
     verify, callbacks, path = _service_setup(no_verify, revoke_webhook, db)
     kinds = tuple(dict.fromkeys(t.value for t in repo_type)) if repo_type else ("model", "dataset", "space")
+    if "bucket" in kinds:
+        raise UserError("a sweep follows git repositories by their commit; scan buckets with `leakscan repo buckets/NS/NAME` "
+                        "or `leakscan repo --author NS`")  # fmt: skip
     opts = Options(db=path, types=kinds, author=author, search=search, limit=limit, workers=workers, ray=use_ray,
                    ray_address=ray_address, in_flight=in_flight, max_attempts=max_attempts, backoff=backoff,
                    verify=verify, discussions=not no_discussions, max_repo_bytes=max_repo_size << 20,
@@ -470,7 +473,7 @@ def _callbacks(webhooks, commands, builtins, plugins, config: Path | None) -> li
 
 
 def _revoke(store: Store, findings: list, callbacks: list[dict], repo: str) -> None:
-    from .revoke.outbox import revoke
+    from .revoke import revoke
 
     r = revoke(store.path, findings, callbacks, repo)
     print(f"revocation: {r.new} new deliveries, {r.delivered} delivered, {r.pending} pending"
@@ -596,7 +599,7 @@ def revoke_flush(db: DbOpt = None) -> None:
     """Deliver what is pending now, backoff or not (after a receiver was down, or leakscan was
     killed). Each flush that cannot deliver counts an attempt; after 5 a delivery is parked and
     its token wiped."""
-    from .revoke.outbox import revoke
+    from .revoke import revoke
 
     r = revoke(db or default_store_path(), [], [], None, force=True)
     for error in sorted(set(r.errors)):

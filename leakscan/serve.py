@@ -29,7 +29,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import signal
 import sqlite3
@@ -382,7 +381,8 @@ class Service:
     def _run(self, job: Job) -> None:
         from .pipeline import scan_hub_repo
         from .scan import Scanner
-        from .sources.hub import HubRepo, endpoint
+        from .sources.hub import HubRepo
+        from .sources.hubapi import endpoint
 
         kind, name = job.payload["repo_type"], job.payload["repo_id"]
         label = f"{kind}s/{name}" if kind != "model" else name
@@ -394,7 +394,7 @@ class Service:
             result = scan_hub_repo(hub_repo, self.local.scanner, store_path=self.config.db, verify=self.config.verify,
                                    max_bytes=self.config.max_repo_bytes, lfs=self.config.lfs)  # fmt: skip
             if self.config.callbacks:
-                from .revoke.outbox import revoke
+                from .revoke import revoke
 
                 revoke(self.config.db, result.findings, self.config.callbacks, hub_repo.web_url)
             seconds = time.monotonic() - started

@@ -131,7 +131,7 @@ def enumerate_hub(endpoint: str, types: tuple[str, ...], author: str | None, sea
                   limit: int | None) -> Iterator[Listed]:  # fmt: skip
     """Every matching repository of each type, most recently modified first, all pages (the
     client follows the Link headers and backs off on 429 with Retry-After)."""
-    from .sources.hub import api
+    from .sources.hubapi import api
 
     hf = api(endpoint)
     listers = {"model": hf.list_models, "dataset": hf.list_datasets, "space": hf.list_spaces}
@@ -345,7 +345,7 @@ class Outputs:
 
 def run_pass(opts: Options, *, log: Callable[[str], None] | None = None) -> PassReport:
     """One pass. The caller holds the lock."""
-    from .sources.hub import endpoint as hub_endpoint
+    from .sources.hubapi import endpoint as hub_endpoint
 
     log = log or (lambda m: print(m, file=sys.stderr))
     base = hub_endpoint()
@@ -426,7 +426,7 @@ def _scan_all(opts: Options, db, queue: Queue, base: str, pass_id: int, waiting:
             soonest = min(waiting.values(), default=now + LEASE_SECONDS)
             for res in executor.wait(min(LEASE_SECONDS / 4, max(0.05, soonest - time.time()))):
                 if opts.callbacks and any(f.verification == "verified" for f in res.get("findings", [])):
-                    from .revoke.outbox import revoke
+                    from .revoke import revoke
 
                     # queued before the job is done: a kill in between finds and queues them again
                     r = revoke(opts.db, res["findings"], opts.callbacks, HubRepo(*res["key"], base).web_url)

@@ -52,3 +52,20 @@ def acme(tmp_path):
     rules.mkdir()
     (rules / "acme.toml").write_text(ACME)
     return rules
+
+
+@pytest.fixture(autouse=True)
+def _huggingface_hub_own_client():
+    """`leakscan.sources.hubapi.api` routes huggingface_hub's HTTP through leakscan's guard for the
+    rest of the process, as in the CLI; tests that check the Hub stand-in with huggingface_hub's
+    own client get that client back after each test."""
+    import sys
+
+    yield
+    hub = sys.modules.get("leakscan.sources.hubapi")
+    if hub is not None and hub._guarded_for is not None:
+        from huggingface_hub import set_client_factory
+        from huggingface_hub.utils._http import default_client_factory
+
+        set_client_factory(default_client_factory)
+        hub._guarded_for = None

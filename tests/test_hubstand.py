@@ -265,3 +265,23 @@ def test_space_variables(hub):
     assert api(hub).get_space_variables("user/app") is not None
     with pytest.raises(RepositoryNotFoundError):
         api(hub).get_space_variables("user/none")
+
+
+def test_buckets_through_huggingface_hubs_own_calls(hub):
+    """The bucket routes answer huggingface_hub's list_buckets, bucket_info, list_bucket_tree
+    (recursive or not, every page) and get_bucket_file_metadata as the Hub does."""
+    hf = HfApi(endpoint=hub.url, token=False)
+    hub.add_bucket("user/runs", {"a.txt": b"alpha", "logs/b.log": b"beta", "logs/deep/c.log": b"gamma!"})
+    hub.add_bucket("user/more", {"x": b"x"})
+    hub.add_bucket("user/hidden", {"y": b"y"}, private=True)
+    assert sorted(b.id for b in hf.list_buckets("user")) == ["user/more", "user/runs"]
+    info = hf.bucket_info("user/runs")
+    assert (info.id, info.private, info.size, info.total_files) == ("user/runs", False, 15, 3)
+    files = list(hf.list_bucket_tree("user/runs", recursive=True))
+    assert [(f.type, f.path, f.size) for f in files] == [("file", "a.txt", 5), ("file", "logs/b.log", 4),
+                                                         ("file", "logs/deep/c.log", 6)]  # fmt: skip
+    assert [(f.type, f.path) for f in hf.list_bucket_tree("user/runs")] == [("file", "a.txt"), ("directory", "logs")]
+    meta = hf.get_bucket_file_metadata("user/runs", "logs/b.log")
+    assert (meta.size, meta.xet_file_data.file_hash) == (4, files[1].xet_hash)
+    with pytest.raises(HfHubHTTPError):
+        hf.bucket_info("user/hidden")

@@ -257,4 +257,35 @@ def test_the_content_cache_is_private_and_evicts_the_least_recently_used(tmp_pat
 def test_which_download_locations_are_trusted(endpoint, href, ok, tmp_path):
     from leakscan.sources.lfs import ContentCache, LfsClient
 
-    assert LfsClient(f"{endpoint}/u/m", endpoint, None, ContentCache(tmp_path))._trusted(href) is ok
+    client = LfsClient(f"{endpoint}/u/m", endpoint, None, ContentCache(tmp_path))
+    assert (client.refusal(href) is None) is ok
+
+
+def test_serve_scans_lfs_content_a_push_names_and_fetches_only_new_objects(hub, tmp_path):
+    import subprocess
+
+    from test_serve import Service, push
+
+    head = subprocess.run(["git", "--git-dir", str(hub.repo_path("model", MODEL)), "rev-parse", "main"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    svc = Service(hub, tmp_path)
+    svc.env.update(LEAKSCAN_CACHE_DIR=str(tmp_path / "cache"))
+    svc.start()
+    try:
+        code, body = svc.post(push(MODEL, head))
+        assert code == 202 and svc.wait(body["job"], timeout=120)[0] == "done", svc.err.read_text()
+        rows = svc.query("SELECT path, source, container FROM repo_findings WHERE repo=?", MODEL)
+        assert sorted(rows) == sorted((p, s, c) for s, p, c, _, _ in expected(hub))
+        served = hub.lfs_bytes_served
+        assert served <= 8 << 20
+        # a push adding one LFS object: that object is fetched, nothing else
+        late = token(HF, "lfs-late")
+        content = pickle.dumps({"hub_token": late}, protocol=2)
+        second = hub.commit("model", MODEL, {"scheduler.pkl": hub.lfs(content)})
+        code, body = svc.post(push(MODEL, second, [("refs/heads/main", head, second)]))
+        assert code == 202 and svc.wait(body["job"], timeout=120)[0] == "done", svc.err.read_text()
+        assert hub.lfs_bytes_served - served == len(content)
+        assert svc.query("SELECT path, commit_id, container FROM repo_findings WHERE path='scheduler.pkl'") == [
+            ("scheduler.pkl", second, "lfs!pickle-strings")]
+    finally:
+        assert svc.stop() == 0

@@ -69,3 +69,29 @@ def test_failures_are_one_line_without_the_url():
         with pytest.raises(NetError) as caught:
             ask([s.url], f"{s.url}/bot1234567:AAsecretpart/getMe?key=hidden")
     assert str(caught.value) == "malformed HTTP answer: Duplicate Content-Length: b'Content-Length: 2' ^"
+
+
+def test_huggingface_hub_calls_go_through_the_guarded_client():
+    """What huggingface_hub asks (through `sources.hub.api`) meets the same rules: the endpoint
+    may be local, another local origin is refused without a connection, also as a redirect's
+    target."""
+    import httpx2
+    from huggingface_hub.utils import get_session
+
+    from leakscan.sources.hubapi import api
+
+    async def hub(request, body):
+        if request.path == "/api/models/u/moved":
+            return web.Response(status=302, headers={"Location": f"http://127.0.0.1:{other.port}/api/models/u/m"})
+        return web.json_response({"id": "u/m", "sha": "a" * 40, "siblings": []})
+
+    with RawServer() as other, StandIn(hub) as endpoint:
+        hf = api(endpoint.url)
+        info = hf.model_info("u/m")
+        assert (info.id, info.sha) == ("u/m", "a" * 40)
+        assert endpoint.requests[0].headers.get("Accept-Encoding") == "identity"  # never inflated
+        with pytest.raises(httpx2.ConnectError, match=f"^refused: http:// to 127.0.0.1:{other.port}, an address the operator did not give"):
+            get_session().get(f"http://127.0.0.1:{other.port}/api/models/u/m")
+        with pytest.raises(httpx2.ConnectError, match="^refused: http:// to 127.0.0.1"):
+            hf.model_info("u/moved")
+    assert other.connections == 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -179,27 +179,3 @@ class Outbox:
 
     def pending(self) -> int:
         return len(self.queue.jobs("pending", "running"))
-
-
-@dataclass
-class Revocation:
-    new: int = 0
-    delivered: int = 0
-    failed: int = 0
-    pending: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-def revoke(path: Path | str, findings: list[Finding], callbacks: list[dict[str, Any]], repo: str | None, *,
-           force: bool = False) -> Revocation:  # fmt: skip
-    """The one step every surface runs after a scan: queue revocations for the verified findings
-    (durably, before any delivery), then one flush of what is due."""
-    import asyncio
-
-    from .deliver import flush
-
-    with Outbox(path, force=force) as outbox:
-        new = outbox.enqueue(findings, callbacks, repo) if findings and callbacks else 0
-        report = asyncio.run(flush(outbox))
-        outbox.wipe()  # also what a process killed between a delivery and its wipe left behind
-        return Revocation(new, report.delivered, report.failed, outbox.pending(), report.errors)

@@ -23,10 +23,11 @@ from ..model import Finding, Place, Skip
 from ..paths import cache_root
 from ..textsafe import scrub
 from .base import Annotated, Blob, Source, bytes_opener
+from .hubapi import api, endpoint, http_status, hub_token
 from .lfs import LfsOptions
 
-TYPES = ("model", "dataset", "space")
-_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+TYPES = ("model", "dataset", "space", "bucket")
+_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/", "bucket": "buckets/"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 FETCH_TIMEOUT = 1800.0
 
@@ -61,19 +62,26 @@ class HubRepo:
                 f.url = f"{self.web_url}/commit/{f.commit}"
             elif f.source == "space-variable":
                 f.url = self.web_url
+            elif f.source == "bucket":
+                f.url = f"{self.web_url}/resolve/{quote(f.path)}"
 
 
 def hub_sources(repo: HubRepo, *, store=None, cache_key: str = "", revision: str | None = None,
                 discussions: bool = True, max_bytes: int | None = None, lfs: LfsOptions | None = None) -> list[Source]:  # fmt: skip
     """Everything the repository has published: every ref's history through a cached bare
     mirror (fetched now), the LFS content its pointers name, a Space's variables, and its
-    discussions (read as the pipeline lists them)."""
+    discussions (read as the pipeline lists them); a storage bucket's files."""
     from .git import GitSourceError, open_repo
     from .history import BlobHistory, HistoryOptions, git_sources
     from .lfs import lfs_source
     from .space import SpaceVariables
 
     repo_info(repo, revision)  # a clear error for unknown, private or gated repos, before any git
+    lfs = LfsOptions() if lfs is None else lfs
+    if repo.repo_type == "bucket":
+        from .bucket import bucket_source
+
+        return [Annotated(bucket_source(repo, lfs), repo.annotate)] if lfs.enabled else []
     path = mirror(repo, max_bytes=max_bytes)
     try:
         git = open_repo(path)
@@ -82,7 +90,6 @@ def hub_sources(repo: HubRepo, *, store=None, cache_key: str = "", revision: str
         sources = [Annotated(s, repo.annotate) for s in history]
     except GitSourceError as exc:
         raise HubError(f"{repo.label}: {exc}") from None
-    lfs = LfsOptions() if lfs is None else lfs
     if lfs.enabled:
         blobs = next(s for s in history if isinstance(s, BlobHistory))
         sources.append(Annotated(lfs_source(blobs, repo, lfs), repo.annotate))
@@ -116,12 +123,8 @@ class DiscussionSource(Source):
         return findings
 
 
-def endpoint() -> str:
-    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
-
-
 def parse_target(target: str, repo_type: str | None = None) -> HubRepo:
-    """`user/model`, `datasets/user/name`, `spaces/user/name`, or a Hub URL."""
+    """`user/model`, `datasets/user/name`, `spaces/user/name`, `buckets/user/name`, or a Hub URL."""
     base = endpoint()
     text = target.strip()
     if "://" in text:
@@ -132,22 +135,14 @@ def parse_target(target: str, repo_type: str | None = None) -> HubRepo:
             text = text.split(cut, 1)[0]
     pieces = [p for p in text.split("/") if p]
     kind = repo_type
-    if pieces and pieces[0] in ("datasets", "spaces", "models"):
-        prefix_kind = {"datasets": "dataset", "spaces": "space", "models": "model"}[pieces.pop(0)]
+    if pieces and pieces[0] in ("datasets", "spaces", "models", "buckets"):
+        prefix_kind = {"datasets": "dataset", "spaces": "space", "models": "model", "buckets": "bucket"}[pieces.pop(0)]
         if kind and kind != prefix_kind:
             raise HubError(f"--type {kind} contradicts {target!r}")
         kind = prefix_kind
     if len(pieces) != 2 or not all(_NAME.match(p) for p in pieces):
-        raise HubError(f"not a Hub repository: {target!r} (expected user/name, datasets/user/name, spaces/user/name or a URL)")
+        raise HubError(f"not a Hub repository: {target!r} (expected user/name, datasets/user/name, spaces/user/name, buckets/user/name or a URL)")
     return HubRepo(kind or "model", "/".join(pieces), base)
-
-
-def api(hub_endpoint: str):
-    from huggingface_hub import HfApi
-
-    from .. import __version__
-
-    return HfApi(endpoint=hub_endpoint, library_name="leakscan", library_version=__version__)
 
 
 def repo_info(repo: HubRepo, revision: str | None = None):
@@ -155,6 +150,10 @@ def repo_info(repo: HubRepo, revision: str | None = None):
     from huggingface_hub.utils import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
     try:
+        if repo.repo_type == "bucket":
+            if revision:
+                raise HubError(f"{repo.label}: a bucket has no revisions")
+            return api(repo.endpoint).bucket_info(repo.repo_id)
         return api(repo.endpoint).repo_info(repo.repo_id, repo_type=repo.repo_type, revision=revision)
     except GatedRepoError:
         raise HubError(f"{repo.label}: gated repository; accept its terms and log in (HF_TOKEN)") from None
@@ -163,14 +162,11 @@ def repo_info(repo: HubRepo, revision: str | None = None):
     except RevisionNotFoundError:
         raise HubError(f"{repo.label}: revision not found: {revision}") from None
     except HfHubHTTPError as exc:
-        raise HubError(f"{repo.label}: the Hub answered {_status(exc)}") from None
+        if repo.repo_type == "bucket" and http_status(exc) in ("HTTP 401", "HTTP 404"):
+            raise HubError(f"{repo.label}: bucket not found (or private: set HF_TOKEN or log in)") from None
+        raise HubError(f"{repo.label}: the Hub answered {http_status(exc)}") from None
     except Exception as exc:  # the HTTP client's connection errors (httpx) are not OSErrors
         raise HubError(f"{repo.label}: cannot reach {repo.endpoint}: {type(exc).__name__}") from None
-
-
-def _status(exc) -> str:
-    resp = getattr(exc, "response", None)
-    return f"HTTP {resp.status_code}" if resp is not None else str(exc).splitlines()[0][:120]
 
 
 def cache_dir() -> Path:
@@ -217,19 +213,10 @@ def _safe_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(GIT_TERMINAL_PROMPT="0", GIT_LFS_SKIP_SMUDGE="1", GIT_CONFIG_NOSYSTEM="1", GIT_ASKPASS="/bin/false",
                SSH_ASKPASS="/bin/false")  # fmt: skip
-    token = _token()
+    token = hub_token()
     if token:  # through the environment, never argv: other users can read process lists
         env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader", GIT_CONFIG_VALUE_0=f"Authorization: Bearer {token}")
     return env
-
-
-def _token() -> str | None:
-    try:
-        from huggingface_hub import get_token
-
-        return get_token()
-    except Exception:
-        return None
 
 
 _SAFE = ["-c", "core.hooksPath=/dev/null", "-c", "protocol.allow=never", "-c", "protocol.https.allow=always",
@@ -316,11 +303,19 @@ def comments(repo: HubRepo) -> Iterator[Comment]:
 
 
 def list_owner_repos(owner: str, types: tuple[str, ...] = TYPES) -> Iterator[HubRepo]:
-    """Every model, dataset and Space of a user or organisation: all pages (the client follows
-    the Link headers; no 1,000-repo cap)."""
+    """Every model, dataset, Space and storage bucket of a user or organisation: all pages (the
+    client follows the Link headers; no 1,000-repo cap)."""
     base = endpoint()
     hf = api(base)
-    listers = {"model": hf.list_models, "dataset": hf.list_datasets, "space": hf.list_spaces}
+    listers = {"model": hf.list_models, "dataset": hf.list_datasets, "space": hf.list_spaces,
+               "bucket": lambda author: hf.list_buckets(author)}  # fmt: skip
+    from huggingface_hub.utils import HfHubHTTPError
+
     for kind in types:
-        for info in listers[kind](author=owner):
-            yield HubRepo(kind, info.id, base)
+        try:
+            for info in listers[kind](author=owner):
+                yield HubRepo(kind, info.id, base)
+        except HfHubHTTPError as exc:
+            if kind != "bucket" or http_status(exc) != "HTTP 404":
+                raise
+            # a Hub without storage buckets (an older or self-hosted one): its repositories still count

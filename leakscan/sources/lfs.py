@@ -26,35 +26,34 @@ under their own id; bounded, least recently used evicted) serves later scans of 
 skips objects already scanned clean without touching the network. Nothing fetched is executed
 or unpickled; every request is bounded in bytes and time and its content's sha256 verified.
 
-HTTP goes to the Hub endpoint the user configured, or to the `href` the Hub's batch answer gives
-(the Hub names its storage host, scanned content never does); redirects are not followed, the
-Hub token goes to the endpoint's own host only (an href gets the headers the batch answer gave
-for it), and an href at a private or loopback address is refused unless the configured endpoint
-is private itself.
+HTTP goes through the guarded client (`leakscan.net.Session`) to the Hub endpoint the user
+configured, or to the `href` the Hub's batch answer gives (the Hub names its storage host,
+scanned content never does); redirects are not followed, the Hub token goes to the endpoint's
+own host only (an href gets the headers the batch answer gave for it), and an href at a private
+or loopback address is refused, checked on the address connected to, unless the configured
+endpoint is private itself (a self-hosted Hub or the loopback stand-in).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import ipaddress
 import json
 import os
 import re
-import socket
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import quote, urljoin, urlsplit
 
 from ..decoders.lfs import MAX_POINTER, lfs_oid
 from ..model import Finding, Place, Skip
+from ..net import NetError, Refused, Session, resolves_private
 from ..paths import cache_root
 from ..textsafe import scrub
 from .base import Blob, Opened, Source
@@ -91,26 +90,7 @@ class LfsError(Exception):
     """One object could not be fetched: the reason, for a skip."""
 
 
-# ---- HTTP: the one function every request goes through -------------------------------------------
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):  # a redirect is an answer, never followed
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-def http(method: str, url: str, headers: dict[str, str], body: bytes | None = None, *,
-         timeout: float = HTTP_TIMEOUT):  # fmt: skip
-    """One request, no redirects followed; the response (status, headers, `read(n)`), also for
-    error statuses. The lead swaps this for the guarded client (`leakscan/net.py`)."""
-    req = urllib.request.Request(url, data=body, method=method, headers=headers)
-    try:
-        return _OPENER.open(req, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        return exc
+# ---- HTTP ---------------------------------------------------------------------------------------------
 
 
 def read_bounded(resp, limit: int, deadline: float, sink) -> int:
@@ -126,20 +106,6 @@ def read_bounded(resp, limit: int, deadline: float, sink) -> int:
         if time.monotonic() > deadline:
             raise LfsError(f"download took longer than {OBJECT_DEADLINE:.0f} s")
         sink(chunk)
-
-
-def _private(host: str, unresolvable: bool = True) -> bool:
-    """Whether `host` is (or resolves to) any non-public address; `unresolvable`: the answer
-    when it does not resolve."""
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except OSError:
-        return unresolvable
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if not ip.is_global:
-            return True
-    return False
 
 
 # ---- the content cache ------------------------------------------------------------------------------
@@ -229,21 +195,31 @@ class LfsClient:
     endpoint: str
     token: str | None
     cache: ContentCache
+    batch_api: bool = True  # False: every object through its `fallbacks` URL (storage buckets)
     fetched_bytes: int = 0
     _hrefs: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
-    def _trusted(self, url: str) -> bool:
-        """The batch answer's href: any public https host the Hub names (its CDN); a private or
-        loopback one only when the configured endpoint is itself private (a self-hosted Hub or
-        the loopback stand-in, whose storage is as private as it is)."""
-        parts, home = urlsplit(url), urlsplit(self.endpoint)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            return False
-        if (parts.scheme, parts.netloc) == (home.scheme, home.netloc):
-            return True
-        if _private(parts.hostname):
-            return bool(home.hostname) and _private(home.hostname, unresolvable=False)
-        return parts.scheme == "https" or home.scheme == "http"
+    @cached_property
+    def net(self) -> Session:
+        # the batch answer's hrefs: any public https host the Hub names (its CDN); private or
+        # loopback ones only when the configured endpoint is itself private, its storage as
+        # private as it is
+        home = urlsplit(self.endpoint).hostname
+        return Session([self.endpoint], timeout=None, read_timeout=HTTP_TIMEOUT,
+                       private_network=bool(home) and resolves_private(home))  # fmt: skip
+
+    def refusal(self, url: str) -> str | None:
+        """Why a download location is refused before any request; None: it may be asked (the
+        address connected to is checked again then)."""
+        try:
+            self.net.check(url)
+        except Refused as exc:
+            return f"refused download location {urlsplit(url).hostname or '?'} ({str(exc).removeprefix('refused: ')})"
+        return None
+
+    def close(self) -> None:
+        if "net" in self.__dict__:
+            self.net.close()
 
     def locate(self, objects: Sequence[tuple[str, int]], fallbacks: dict[str, str] | None = None) -> dict[str, str]:
         """Ask the batch API where `objects` (oid, size) are; errors by oid (the rest are ready).
@@ -251,7 +227,7 @@ class LfsClient:
         file's `/resolve/{commit}/{path}` on the endpoint), when there is one."""
         errors: dict[str, str] = {}
         todo = [(o, s) for o, s in objects if o not in self._hrefs]
-        for i in range(0, len(todo), 100):
+        for i in range(0, len(todo) if self.batch_api else 0, 100):
             part = todo[i:i + 100]
             body = json.dumps({"operation": "download", "transfers": ["basic"], "hash_algo": "sha256",
                                "objects": [{"oid": o, "size": s} for o, s in part]}).encode()  # fmt: skip
@@ -259,13 +235,13 @@ class LfsClient:
             if self.token:
                 headers["Authorization"] = f"Bearer {self.token}"
             try:
-                resp = http("POST", f"{self.repo_url}.git/info/lfs/objects/batch", headers, body)
                 buf = io.BytesIO()
-                read_bounded(resp, 4 << 20, time.monotonic() + OBJECT_DEADLINE, buf.write)
+                with self.net.open("POST", f"{self.repo_url}.git/info/lfs/objects/batch", headers, body) as resp:
+                    read_bounded(resp, 4 << 20, time.monotonic() + OBJECT_DEADLINE, buf.write)
                 if resp.status != 200:
                     raise LfsError(f"the LFS batch API answered HTTP {resp.status}")
                 answer = json.loads(buf.getvalue())
-            except (OSError, ValueError, LfsError) as exc:
+            except (OSError, ValueError, LfsError, NetError) as exc:
                 for o, _ in part:
                     errors[o] = _reason(exc)
                 continue
@@ -277,14 +253,14 @@ class LfsClient:
                 href = action.get("href")
                 if isinstance(obj.get("error"), dict) or not isinstance(href, str):
                     errors[oid] = f"the LFS server has no such object ({(obj.get('error') or {}).get('code', '?')})"
-                elif not self._trusted(href):
-                    errors[oid] = f"refused download location {urlsplit(href).hostname or '?'}"
+                elif (refused := self.refusal(href)) is not None:
+                    errors[oid] = refused
                 else:
                     hdrs = action.get("header") if isinstance(action.get("header"), dict) else {}
                     self._hrefs[oid] = (href, {str(k): str(v) for k, v in hdrs.items()})
         for o, _ in todo:
             if o not in self._hrefs and o not in errors:
-                errors[o] = "the LFS batch answer left it out"
+                errors[o] = "the LFS batch answer left it out" if self.batch_api else "no download location"
         for o in list(errors):
             if fallbacks and o in fallbacks:
                 self._hrefs[o] = (fallbacks[o], {})
@@ -298,17 +274,17 @@ class LfsClient:
             headers["Authorization"] = f"Bearer {self.token}"
         if start is not None:
             headers["Range"] = f"bytes={start}-{end}"
-        resp = http("GET", href, headers)
+        resp = self.net.open("GET", href, headers)
         if resp.status in (301, 302, 303, 307, 308) and _is_resolve(href):
             # /resolve/ answers with the storage location, as for hf_hub_download: one hop, to
             # a trusted host, without the Hub token unless it is the endpoint's own host
             target = urljoin(href, resp.headers.get("Location", ""))
             resp.close()
-            if not self._trusted(target):
-                raise LfsError(f"refused download location {urlsplit(target).hostname or '?'}")
+            if (refused := self.refusal(target)) is not None:
+                raise LfsError(refused)
             if urlsplit(target).netloc != urlsplit(self.endpoint).netloc:
                 headers.pop("Authorization", None)
-            resp = http("GET", target, headers)
+            resp = self.net.open("GET", target, headers)
         want = 206 if start is not None else 200
         if resp.status != want:
             resp.close()
@@ -333,12 +309,13 @@ class LfsClient:
             with self._open(oid) as resp:
                 got = read_bounded(resp, size, deadline, sink)
             self._count(got)
-            if got != size or h.hexdigest() != oid:
+            if got != size or self.batch_api and h.hexdigest() != oid:
+                # a bucket's object id is a Xet hash, not a sha256: its size is what can be checked
                 raise LfsError("the content does not match its pointer (sha256 or size)")
 
         try:
             return self.cache.put(oid, write)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, NetError) as exc:
             raise LfsError(_reason(exc)) from None
 
     def range(self, oid: str, start: int, end: int) -> bytes:
@@ -349,7 +326,7 @@ class LfsClient:
         try:
             with self._open(oid, start, end) as resp:
                 got = read_bounded(resp, end - start + 1, time.monotonic() + OBJECT_DEADLINE, buf.extend)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, NetError) as exc:
             raise LfsError(_reason(exc)) from None
         self._count(got)
         return bytes(buf)
@@ -512,6 +489,27 @@ class LfsSource(Source):
         self.fetched_objects = 0  # objects that cost a download (whole or in part) this scan
 
     def listing(self) -> Iterator[Blob | Skip]:
+        self._pointers = self.pointers()
+        passed = [0, 0]
+        for ptr in self._pointers.values():
+            how = self.plan(ptr)
+            if how is None:
+                passed[0] += 1
+                passed[1] += ptr.size
+                continue
+            key = ptr.oid if how == "whole" else part_key(ptr.oid)
+            self._plans[key] = how
+            self._by_key[key] = ptr
+            places = tuple(sorted(ptr.places, key=Place.age))
+            yield Blob(key, ptr.size, places, ptr)
+        if passed[0]:
+            yield Skip(f"({self.label})", f"{passed[0]} {self.noun} ({passed[1] >> 20} MiB) not fetched: kinds "
+                       f"that hold no text (weights, arrays) or over --max-lfs-mb ({self.options.max_object_bytes >> 20} MiB)")  # fmt: skip
+
+    label, noun = "lfs", "LFS objects"  # the skip's path and what it counts
+
+    def pointers(self) -> dict[str, Pointer]:
+        """The objects to consider, by id, with every place that names them."""
         history = self.blobs
         git, plan = history.repo, history.plan
         if plan.previous is not None:
@@ -527,22 +525,7 @@ class LfsSource(Source):
             sizes = git.sizes(list(candidates))
         else:
             candidates, sizes = dict(history._places), history.sizes
-        self._pointers = read_pointers(git, candidates, sizes)
-        passed = [0, 0]
-        for ptr in self._pointers.values():
-            how = self.plan(ptr)
-            if how is None:
-                passed[0] += 1
-                passed[1] += ptr.size
-                continue
-            key = ptr.oid if how == "whole" else part_key(ptr.oid)
-            self._plans[key] = how
-            self._by_key[key] = ptr
-            places = tuple(sorted(ptr.places, key=Place.age))
-            yield Blob(key, ptr.size, places, ptr)
-        if passed[0]:
-            yield Skip("(lfs)", f"{passed[0]} LFS objects ({passed[1] >> 20} MiB) not fetched: kinds that hold no "
-                       f"text (weights, arrays) or over --max-lfs-mb ({self.options.max_object_bytes >> 20} MiB)")
+        return read_pointers(git, candidates, sizes)
 
     def plan(self, ptr: Pointer) -> str | None:
         """whole | part | None (not fetched), by size and the kind the pointer's paths say."""
@@ -561,8 +544,8 @@ class LfsSource(Source):
         client, spent = self.client, 0
         budget = self.options.repo_budget
         todo = [b for b in blobs if self._cached(b) is None]
-        errors = client.locate([(b.ref.oid, b.ref.size) for b in todo], {b.ref.oid: self._resolve_url(b) for b in todo
-                                                                          if b.places[0].commit}) if todo else {}  # fmt: skip
+        fallbacks = {b.ref.oid: url for b in todo if (url := self._resolve_url(b)) is not None}
+        errors = client.locate([(b.ref.oid, b.ref.size) for b in todo], fallbacks) if todo else {}
         for blob in blobs:
             ptr: Pointer = blob.ref
             where = blob.places[0]
@@ -584,9 +567,11 @@ class LfsSource(Source):
         if self.options.progress and self.fetched_objects:
             print(file=sys.stderr)
 
-    def _resolve_url(self, blob: Blob) -> str:
+    def _resolve_url(self, blob: Blob) -> str | None:
+        """Where the file is read when the batch API does not give it: `/resolve/` at the
+        commit that introduced it."""
         place = blob.places[0]
-        return f"{self.client.repo_url}/resolve/{place.commit}/{quote(place.path)}"
+        return f"{self.client.repo_url}/resolve/{place.commit}/{quote(place.path)}" if place.commit else None
 
     def _cached(self, blob: Blob) -> Path | None:
         """What the cache holds for a blob: the object, or what a partial read of it gave."""
@@ -634,6 +619,7 @@ class LfsSource(Source):
     def finish(self, findings: list[Finding], scanned: list[tuple[str, int]]) -> list[Finding]:
         from .history import _oldest
 
+        self.client.close()
         head = self.blobs.repo.head_blobs()
         in_head = {key for key, ptr in self._by_key.items() if ptr.pointers & head}
         secrets = {f.secret_sha256 for f in findings if f.blob in in_head}
@@ -666,7 +652,7 @@ def _kind(path: str) -> str:
 
 
 def lfs_source(history, hub_repo, options: LfsOptions) -> LfsSource:
-    from .hub import _token
+    from .hubapi import hub_token
 
-    client = LfsClient(hub_repo.web_url, hub_repo.endpoint, _token(), ContentCache.default())
+    client = LfsClient(hub_repo.web_url, hub_repo.endpoint, hub_token(), ContentCache.default())
     return LfsSource(history, client, options)

@@ -22,12 +22,12 @@ class SpaceVariables(Source):
         self.opener = bytes_opener
 
     def listing(self) -> Iterator[Blob | Skip]:
-        from .hub import _status, api
+        from .hubapi import api, http_status
 
         try:
             variables = api(self.repo.endpoint).get_space_variables(self.repo.repo_id)
         except Exception as exc:  # HTTP errors and the client's connection errors
-            status = _status(exc)
+            status = http_status(exc)
             why = "not readable" if status in ("HTTP 401", "HTTP 403") else scrub(status)
             yield Skip("variables", f"cannot read the Space's variables: {why}")
             return
