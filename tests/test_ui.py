@@ -341,3 +341,60 @@ def test_repo_with_a_store_records_hub_findings(tmp_path):
         rows = c.execute("SELECT repo, path, commit_id, url FROM findings").fetchall()
     assert rows == [("org/m", "a b/cfg.py", sha, f"{base}/org/m/blob/{sha}/a%20b/cfg.py")]
     assert secret_bytes_in(db, [secret]) == []
+
+
+def test_a_finding_page_shows_places_verification_history_and_deliveries(tmp_path):
+    from leakscan.revoke.outbox import Outbox
+
+    db = tmp_path / "store.sqlite3"
+    secret = token(HF, "detail")
+    conn = connect(db)
+    with transaction(conn):
+        record_repo_findings(conn, "org/a", [finding(secret, url="https://hub.example/org/a/blob/c/config.py")],
+                             "pass 1", 1_700_000_000.0)  # fmt: skip
+        live = finding(secret, commit="d" * 40, verification="verified")
+        live.verification_reason = f"echoed {secret} back"
+        live.identity = {"user": "ada"}
+        record_repo_findings(conn, "org/b", [live], "job 7", 1_700_086_400.0)
+    conn.close()
+    with Outbox(db) as outbox:  # a delivery to a receiver whose URL path holds a token of its own
+        outbox.enqueue([live], [{"type": "webhook", "url": "https://revoke.example/hooks/t0ps3cr3tpath"}], "org/b")
+
+    with Ui(db) as ui:
+        page = request(ui.base, "GET", f"/findings/{live.fingerprint}").text
+        assert secret not in page and "t0ps3cr3tpath" not in page
+        places = re.findall(r"<tr><td>(org/[ab])</td>", page)
+        assert places == ["org/a", "org/b"]
+        assert '<a href="https://hub.example/org/a/blob/c/config.py" rel="noopener noreferrer" target="_blank">config.py</a>' in page
+        assert re.findall(r'<td><span class="v v-(\w+)">', page) == ["unverified", "verified"]
+        assert "echoed [secret] back" in page and "user: ada" in page
+        assert "webhook: https://revoke.example/…" in page and "<td>pending</td>" in page
+        listed = request(ui.base, "GET", "/api/findings").json["findings"]
+        assert [(f["repo"], f["repos"], f["verification"], f["identity"]) for f in listed] == [("org/a", 2, "verified", {"user": "ada"})]
+        assert request(ui.base, "GET", "/").text.count("(+1)") == 1
+
+
+def test_the_hook_records_into_its_store_and_honours_its_triage(tmp_path):
+    from test_hook import ID, git
+
+    srv, wt = tmp_path / "srv.git", tmp_path / "wt"
+    db = tmp_path / "store.sqlite3"
+    git("init", "-q", "--bare", "-b", "main", str(srv), cwd=tmp_path)
+    assert leakscan("hook", "install", srv).code == 0
+    (srv / "leakscan-hook.toml").write_text(f"store = {json.dumps(str(db))}\n")
+    git("init", "-q", "-b", "main", str(wt), cwd=tmp_path)
+    secret = token(HF, "hook-store")
+    (wt / "config.py").write_text(f"HF_TOKEN = '{secret}'\n")
+    git("add", ".", cwd=wt)
+    git(*ID, "commit", "-q", "-m", "add", cwd=wt)
+    assert git("push", str(srv), "main", cwd=wt, check=False).returncode != 0
+    with sqlite3.connect(db) as c:
+        rows = c.execute("SELECT f.fingerprint, f.repo, f.path, p.origin FROM findings f JOIN repo_findings p USING (fingerprint)").fetchall()
+    assert [r[1:] for r in rows] == [(str(srv.resolve()), "config.py", "hook")]
+    assert secret_bytes_in(db, [secret]) == []
+
+    with Ui(db) as ui:
+        csrf = csrf_of(request(ui.base, "GET", "/").text)
+        assert request(ui.base, "POST", f"/api/findings/{rows[0][0]}/status", {"status": "false-positive"},
+                       {"X-CSRF-Token": csrf}).status == 200  # fmt: skip
+    assert git("push", "-q", str(srv), "main", cwd=wt, check=False).returncode == 0  # triaged: it goes through
