@@ -173,13 +173,15 @@ class FindingsApp:
     async def index(self, request: web.Request) -> web.Response:
         filters = Filters.from_query(request.query)
         after = query.parse_cursor(request.query.get("after", ""))
-        rows, nxt = query.page(self.db, filters, after)
+        size = _limit(request.query.get("limit", ""))
+        rows, nxt = query.page(self.db, filters, after, size)
         controls = [(c, query.choices(self.db, c)) for c in ("provider", "detector", "verification", "source")]
         html = render("list.html", csrf=self.csrf, filters=filters, rows=rows, next=nxt, after=after,
                       total=query.count(self.db, filters), providers=query.counts(self.db, filters, "provider"),
                       verifications=query.counts(self.db, filters, "verification"), controls=controls,
                       statuses_counted=query.counts(self.db, replace(filters, status=""), "status"),
-                      chart=chart(query.per_day(self.db, filters)), here=request.path_qs, page_size=query.PAGE)  # fmt: skip
+                      chart=chart(query.per_day(self.db, filters)), here=request.path_qs, page_size=size,
+                      limit="" if size == query.PAGE else str(size))  # fmt: skip
         return web.Response(text=html, content_type="text/html")
 
     async def finding(self, request: web.Request) -> web.Response:
@@ -227,10 +229,9 @@ class FindingsApp:
 
     async def api_findings(self, request: web.Request) -> web.Response:
         filters = Filters.from_query(request.query)
-        try:
-            limit = min(max(int(request.query.get("limit", query.PAGE)), 1), query.MAX_PAGE)
-        except ValueError:
+        if not request.query.get("limit", "0").isdigit():
             return _text(400, "limit must be a number")
+        limit = _limit(request.query.get("limit", ""))
         after = request.query.get("after")
         cursor = query.parse_cursor(after) if after else None
         if after and cursor is None:
@@ -281,6 +282,11 @@ class FindingsApp:
         if name not in self.static:
             return _text(404, "not found")
         return web.Response(body=self.static[name], content_type=_STATIC[name], headers={"Cache-Control": "no-cache"})
+
+
+def _limit(text: str) -> int:
+    """Rows a page asks for: PAGE unless a number up to MAX_PAGE is given."""
+    return min(max(int(text), 1), query.MAX_PAGE) if text.isdigit() else query.PAGE
 
 
 def _text(status: int, text: str) -> web.Response:
