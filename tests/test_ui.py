@@ -137,7 +137,9 @@ def test_api_filters_status_and_csrf(stored):
         assert (away.status, away.headers["Location"]) == (303, "/")
         got = {f["fingerprint"]: f["status"] for f in request(ui.base, "GET", "/api/findings").json["findings"]}
         assert got == {by["huggingface"]: "revoked", by["openai"]: "false-positive", by["github"]: "open"}
-        assert [f["fingerprint"] for f in request(ui.base, "GET", "/api/findings?status=revoked").json["findings"]] == [by["huggingface"]]
+        revoked = request(ui.base, "GET", "/api/findings?status=revoked").json["findings"]
+        assert [(f["fingerprint"], f["verification"]) for f in revoked] == [(by["huggingface"], "revoked")]  # not live
+        assert request(ui.base, "GET", "/api/findings?verification=revoked").json["total"] == 1
 
         # notes: a form post with the token; shown escaped on the finding's page
         note = "rotated by <b>ops</b> on Monday"

@@ -74,8 +74,14 @@ def triaged(db) -> dict[str, set[str]]:
 
 
 def set_status(db, fingerprint: str, status: str, now: float) -> bool:
-    """False if no such finding. `status` is one of STATUSES (the caller checked)."""
+    """False if no such finding. `status` is one of STATUSES (the caller checked). Marked
+    revoked, a finding is no longer shown live: its state is `revoked` until a later scan
+    verifies it again (and then says whether the provider still accepts it)."""
     cur = db.execute("UPDATE findings SET status=?, status_at=? WHERE fingerprint=?", (status, now, fingerprint))
+    if cur.rowcount and status == "revoked":
+        if db.execute("UPDATE findings SET verification='revoked', verification_reason=NULL WHERE fingerprint=? "
+                      "AND verification NOT IN ('invalid', 'revoked')", (fingerprint,)).rowcount:  # fmt: skip
+            db.execute("INSERT INTO finding_checks VALUES (?, 'revoked', 'marked revoked in triage', ?)", (fingerprint, now))
     return cur.rowcount > 0
 
 
