@@ -1,7 +1,8 @@
 # Two entry points, both working on a fresh machine with Python 3.11, git and make:
 #   make demo   set up, build the bundled demo repository and scan it, then scan it as the Hub
 #               keeps it (ML files in LFS) on the bundled Hub stand-in, on loopback
-#   make test   set up and run the whole test suite
+#   make test   set up and run the whole test suite (the findings page's tests drive the OS's
+#               Chromium, installed here from the distribution's packages if missing)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -21,7 +22,10 @@ demo: setup
 	$(VENV)/bin/leakscan scan $(DEMO)/model-repo; test $$? -le 1
 	$(PY) fixtures/demo_hub.py $(DEMO); test $$? -le 1
 
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 test: setup
+	command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
 	$(PY) -m pytest -n 2 -q
 	$(VENV)/bin/leakscan scan .
 

@@ -59,6 +59,7 @@ class Format(str, Enum):
     json = "json"
     jsonl = "jsonl"
     sarif = "sarif"
+    html = "html"  # one self-contained page, always redacted
 
 
 class FailOn(str, Enum):
@@ -210,6 +211,8 @@ def scan(
             raise UserError(str(exc)) from None
         if callbacks and store is not None:
             _revoke(store, result.findings, callbacks, str(path.resolve()))
+        if db is not None and store is not None:  # for `leakscan ui --db`
+            store.record_findings(str(path.resolve()), result.findings, "scan")
     if repo is not None:
         for skip in result.skipped:
             if skip.reason.startswith(("missing", "history", "corrupt")):
@@ -282,6 +285,8 @@ def repo(
                 rows.append((hub_repo.label, "failed", str(exc)))
                 continue
             rows.append((hub_repo.label, "scanned", f"{len(result.findings)} findings"))
+            if db is not None and store is not None:  # for `leakscan ui --db`
+                store.record_findings(hub_repo.label, result.findings, "repo")
             for skip in result.skipped:
                 if skip.path == "discussions":
                     print(f"leakscan: warning: {hub_repo.label}: {skip.reason}", file=sys.stderr)
@@ -355,6 +360,25 @@ def serve(
                     lfs=_lfs_options(no_lfs, max_lfs_mb, False))  # fmt: skip
     try:
         run(config)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+@app.command()
+def ui(
+    db: Annotated[Path, typer.Option("--db", help="The SQLite store whose findings to show.")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; off loopback it needs LEAKSCAN_UI_TOKEN.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free port).")] = 8000,
+) -> None:
+    """The findings page: list, filter and triage what scans and sweeps recorded, in a browser."""
+    from .ui.server import TOKEN_ENV, Config, UiError, serve
+
+    token = os.environ.get(TOKEN_ENV, "").strip() or None
+    try:
+        serve(Config(db=db, host=host, port=port, token=token),
+              ready=lambda url: print(f"leakscan ui: {url}" + (" (token required)" if token else ""), flush=True))  # fmt: skip
+    except UiError as exc:
+        raise UserError(str(exc)) from None
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 

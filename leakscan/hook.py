@@ -43,6 +43,7 @@ class Policy:
     bypass: bool = True
     on_error: str = "reject"  # reject | allow: what a scan that fails or runs out of time does to the push
     timeout: float = 30.0
+    store: str | None = None  # a leakscan store: findings recorded for `leakscan ui`, its triage applied
 
 
 def load_policy(git_dir: Path) -> Policy:
@@ -50,7 +51,7 @@ def load_policy(git_dir: Path) -> Policy:
     if not path.exists():
         return Policy()
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    unknown = set(data) - {"block", "verify", "verify_budget", "bypass", "on_error", "timeout"}
+    unknown = set(data) - {"block", "verify", "verify_budget", "bypass", "on_error", "timeout", "store"}
     if unknown:
         raise ValueError(f"{CONFIG}: unknown key(s) {', '.join(sorted(unknown))}")
     policy = Policy(**data)
@@ -58,6 +59,8 @@ def load_policy(git_dir: Path) -> Policy:
         raise ValueError(f"{CONFIG}: on_error must be allow or reject")
     if isinstance(policy.timeout, bool) or not isinstance(policy.timeout, (int, float)) or not policy.timeout > 0:
         raise ValueError(f"{CONFIG}: timeout must be a positive number of seconds")
+    if policy.store is not None and not (isinstance(policy.store, str) and policy.store.strip()):
+        raise ValueError(f"{CONFIG}: store must be the path of a leakscan store")
     return policy
 
 
@@ -256,9 +259,21 @@ def _scan_push(git_dir: Path, updates, policy: Policy):
     repo = open_repo(git_dir)
     tips = tuple(sorted({new for _, new, _ in updates}))
     sources = git_sources(repo, options=HistoryOptions(rev_range=Pushed(tips), work_tree=False))
-    findings = run(sources, scanner, jobs=1).findings
-    if policy.verify and findings:
-        _verify(ruleset, findings, policy.verify_budget)
+    if policy.store is None:
+        findings = run(sources, scanner, jobs=1).findings
+        if policy.verify and findings:
+            _verify(ruleset, findings, policy.verify_budget)
+        return findings, ruleset, repo
+    from .pipeline import mark_revoked
+    from .store import Store
+
+    with Store(Path(policy.store).expanduser()) as store:
+        findings = run(sources, scanner, store=store, jobs=1).findings  # false positives suppressed
+        if policy.verify and findings:
+            _verify(ruleset, findings, policy.verify_budget)
+            mark_revoked(findings, store.triaged()["revoked"])
+        if findings:
+            store.record_findings(str(git_dir), findings, "hook")
     return findings, ruleset, repo
 
 

@@ -105,6 +105,15 @@ def run(sources: Sequence[Source], scanner: Scanner, *, store=None, jobs: int | 
     started = time.monotonic()
     result = ScanResult()
     found: list[Finding] = []
+    revoked: set[str] = set()
+    if store is not None:
+        # triage in the store sticks: a false positive is suppressed like an ignore-file entry
+        # (and never verified), a revoked finding is no longer reported as live
+        marked = store.triaged()
+        revoked = marked["revoked"]
+        if marked["false-positive"]:
+            base = suppressions or Suppressions()
+            suppressions = Suppressions(base.fingerprints | marked["false-positive"], base.baseline)
     notify = None
     if verifier is not None:
         notify = lambda fs: verifier.submit(_unsuppressed(fs, suppressions))  # noqa: E731
@@ -136,10 +145,21 @@ def run(sources: Sequence[Source], scanner: Scanner, *, store=None, jobs: int | 
         kept = [f for f in unique if not suppressions.suppressed(f)]
         result.suppressed = len(unique) - len(kept)
         unique = kept
+    mark_revoked(unique, revoked)
     result.findings = unique
     result.skipped.sort(key=lambda s: (s.path, s.container or ""))
     result.stats.seconds = time.monotonic() - started
     return result
+
+
+def mark_revoked(findings: Iterable[Finding], revoked: set[str]) -> None:
+    """Findings people marked revoked are not reported as live: their state is `revoked` (a
+    provider that still accepts one is said so in the reason)."""
+    for f in findings:
+        if f.fingerprint in revoked and f.verification not in ("invalid", "revoked"):
+            if f.verification == "verified":
+                f.verification_reason = "marked revoked in triage, yet the provider still accepted it"
+            f.verification = "revoked"
 
 
 def _scan(source: Source, scanner: Scanner, blobs: list[Blob], jobs: int | None,

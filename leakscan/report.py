@@ -1,4 +1,4 @@
-"""Render a scan result: a readable table, JSON, JSON Lines, or SARIF 2.1.0."""
+"""Render a scan result: a readable table, JSON, JSON Lines, SARIF 2.1.0, or one HTML page."""
 
 from __future__ import annotations
 
@@ -37,6 +37,10 @@ def render(fmt: str, findings: Sequence[Finding], out: IO[str], *, skipped: Sequ
     elif fmt == "sarif":
         json.dump(sarif(findings, skipped, ruleset, redact=redact), out, indent=2)
         out.write("\n")
+    elif fmt == "html":
+        from .ui.render import html_report
+
+        html_report(findings, out, skipped=skipped, summary=summary)
     elif fmt == "table":
         table(findings, skipped, out, summary=summary, color=color)
     else:

@@ -182,6 +182,9 @@ def test_pushes_and_comments_are_scanned_once_recorded_once_and_notified(hub, tm
             assert code == 202 and svc.wait(body["job"])[0] == "done"
             assert svc.query("SELECT count(*) FROM repo_findings") == [(3,)]
             assert svc.query("SELECT path, commit_id FROM repo_findings WHERE path='eval.py'") == [("eval.py", second)]
+            # and the findings page lists them, each once, open
+            assert svc.query("SELECT path, status FROM findings ORDER BY path") == [
+                (f"discussions/{num}", "open"), ("eval.py", "open"), ("train.py", "open")]
             assert svc.query("SELECT count(*) FROM jobs WHERE kind='webhook'") == [(3,)]
 
             m = svc.metrics()

@@ -13,6 +13,7 @@ from contextlib import closing
 from pathlib import Path
 
 from .db import connect, transaction
+from .findings import record_repo_findings, triaged
 
 
 class Store:
@@ -102,3 +103,14 @@ class Store:
         with transaction(self.db):
             self.db.executemany("INSERT OR REPLACE INTO attributions VALUES (?, ?, ?, ?, ?, ?)",
                                 [(repo, *r) for r in rows])  # fmt: skip
+
+    # -- findings and their triage -------------------------------------------------------------
+
+    def record_findings(self, repo: str, findings: list, origin: str) -> list:
+        """Record a scan's findings for the findings page (redacted and hashed); the new ones."""
+        with transaction(self.db):
+            return record_repo_findings(self.db, repo, findings, origin, time.time())
+
+    def triaged(self) -> dict[str, set[str]]:
+        """Fingerprints marked false-positive, and revoked."""
+        return triaged(self.db)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..paths import cache_root
 
-VERSION = 2
+VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -153,7 +153,53 @@ CREATE TABLE IF NOT EXISTS leaks (
     item TEXT NOT NULL,               -- the partner-style item, without the token
     redacted TEXT NOT NULL,
     created_at REAL NOT NULL
-)
+);
+-- triage (`leakscan ui`): one row per finding (fingerprint) whatever recorded it (scan and repo
+-- with --db, the hook, serve, sweep); its places are its repo_findings rows. Redacted and hashed
+-- only. repo, commit_id, source and url are those of the first place recorded
+CREATE TABLE IF NOT EXISTS findings (
+    fingerprint TEXT PRIMARY KEY,
+    detector TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    redacted TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    path TEXT NOT NULL,
+    container TEXT,
+    commit_id TEXT NOT NULL,          -- the introducing commit, '' without one
+    source TEXT NOT NULL,
+    url TEXT,                         -- on the Hub: the file at its introducing commit
+    verification TEXT NOT NULL,       -- the last known state (a later unverified scan keeps it)
+    verification_reason TEXT,
+    identity TEXT,                    -- JSON: whose key it is, as the provider said
+    status TEXT NOT NULL DEFAULT 'open',  -- open | false-positive | revoked | accepted-risk
+    status_at REAL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL
+);
+-- newest first, and each filter of the findings page, walked by keyset (first_seen, fingerprint)
+CREATE INDEX IF NOT EXISTS findings_new ON findings (first_seen, fingerprint);
+CREATE INDEX IF NOT EXISTS findings_provider ON findings (provider, first_seen, fingerprint);
+CREATE INDEX IF NOT EXISTS findings_detector ON findings (detector, first_seen, fingerprint);
+CREATE INDEX IF NOT EXISTS findings_verification ON findings (verification, first_seen, fingerprint);
+CREATE INDEX IF NOT EXISTS findings_status ON findings (status, first_seen, fingerprint);
+CREATE INDEX IF NOT EXISTS findings_source ON findings (source, first_seen, fingerprint);
+CREATE INDEX IF NOT EXISTS repo_findings_fingerprint ON repo_findings (fingerprint);
+-- every change of a finding's verification state, oldest first
+CREATE TABLE IF NOT EXISTS finding_checks (
+    fingerprint TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    checked_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS finding_checks_fingerprint ON finding_checks (fingerprint, checked_at);
+CREATE TABLE IF NOT EXISTS finding_notes (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS finding_notes_fingerprint ON finding_notes (fingerprint, id)
 """
 
 TOKENS_SCHEMA = "CREATE TABLE IF NOT EXISTS tokens (leak_id TEXT PRIMARY KEY, token TEXT NOT NULL)"
@@ -286,7 +332,19 @@ def _v1_to_v2(db: sqlite3.Connection, path: Path) -> None:
         db.execute("ALTER TABLE leaks DROP COLUMN token")
 
 
-MIGRATIONS = [None, _v1_to_v2]  # MIGRATIONS[v] takes a store from version v to v + 1
+def _v2_to_v3(db: sqlite3.Connection, path: Path) -> None:
+    """2 → 3, triage: the findings serve and sweep recorded before get their one row each (the
+    tables are SCHEMA's), the oldest place first, so the findings page lists them too."""
+    db.execute(
+        "INSERT OR IGNORE INTO findings (fingerprint, detector, provider, redacted, secret_sha256, repo, path, container, "
+        "commit_id, source, url, verification, first_seen, last_seen) "
+        "SELECT fingerprint, detector, provider, redacted, secret_sha256, repo, path, container, commit_id, source, url, "
+        "verification, first_seen, last_seen FROM repo_findings ORDER BY first_seen, repo, commit_id")  # fmt: skip
+    db.execute("UPDATE findings SET last_seen = (SELECT max(last_seen) FROM repo_findings r "
+               "WHERE r.fingerprint = findings.fingerprint)")  # fmt: skip
+
+
+MIGRATIONS = [None, _v1_to_v2, _v2_to_v3]  # MIGRATIONS[v] takes a store from version v to v + 1
 
 
 # ---- files ------------------------------------------------------------------------------------
