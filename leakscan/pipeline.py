@@ -98,10 +98,12 @@ class Batch:
 
 
 def run(sources: Sequence[Source], scanner: Scanner, *, store=None, jobs: int | None = None,
-        suppressions: Suppressions | None = None, verifier: Verifier | None = None) -> ScanResult:  # fmt: skip
+        suppressions: Suppressions | None = None, verifier: Verifier | None = None,
+        scope=None) -> ScanResult:  # fmt: skip
     """Scan `sources` in order into one result. `jobs`: worker processes (None: all cores, for
     work over PARALLEL_MIN_BYTES). The verifier sees unsuppressed findings as they are found and
-    is closed (its last verdict awaited) before this returns."""
+    is closed (its last verdict awaited) before this returns. `scope` (a `config.Scope`) drops
+    excluded places and skips blobs over the size limit, before anything is read."""
     started = time.monotonic()
     result = ScanResult()
     found: list[Finding] = []
@@ -112,6 +114,10 @@ def run(sources: Sequence[Source], scanner: Scanner, *, store=None, jobs: int | 
         for source in sources:
             blobs: list[Blob] = []
             for item in source.listing():
+                if scope is not None and not isinstance(item, Skip):
+                    item = scope.narrow(item)
+                    if item is None:
+                        continue
                 (result.skipped if isinstance(item, Skip) else blobs).append(item)
             keys = [b.key for b in blobs if b.key is not None]
             if store is not None and keys:
