@@ -719,6 +719,14 @@ def detectors_table(write: Annotated[bool, typer.Option("--write", help="Rewrite
     print(f"wrote {readme}")
 
 
+@app.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema (draft 2020-12) of the json and jsonl reports."""
+    from .schema import report_schema
+
+    print(json.dumps(report_schema(), indent=2, ensure_ascii=False))
+
+
 @hook_app.command("pre-receive")
 def hook_pre_receive() -> None:
     """Run by hooks/pre-receive: reads `<old> <new> <ref>` lines on stdin; exits non-zero to

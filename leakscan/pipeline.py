@@ -49,6 +49,9 @@ class ScanResult:
     stats: ScanStats = field(default_factory=ScanStats)
     suppressed: int = 0
 
+    def __iter__(self) -> Iterator[Finding]:
+        return iter(self.findings)
+
 
 class Verifier(Protocol):
     def submit(self, findings: Iterable[Finding]) -> None: ...

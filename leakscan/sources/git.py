@@ -512,6 +512,17 @@ class GitRepo:
             warnings.append(GitWarning(name, f"history unreadable, skipped: {bad[oid]}", oid))
         return _Walk((), (*good, *negatives)), warnings
 
+    def is_ancestor(self, old: str, new: str) -> bool:
+        """Whether commit `old` is in `new`'s history (both full ids)."""
+        Pushed((old, new))  # validates the ids
+        code, _, _ = self._run(["merge-base", "--is-ancestor", old, new])
+        return code == 0
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        Pushed((a, b))
+        code, out, _ = self._run(["merge-base", a, b])
+        return out.decode().strip() or None if code == 0 else None
+
     def ref_tips(self) -> list[str]:
         """The object ids of every ref and HEAD: what a scan of all refs has covered."""
         return sorted({oid for _, oid in self._refs()})
