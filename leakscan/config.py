@@ -307,8 +307,6 @@ def _options(raw: Any, name: str, base: Path) -> dict[str, Any]:
 def apply_options(ctx, config: Config, values: dict[str, Any]) -> dict[str, Any]:
     """`values` (command-line parameter → value) with the config's [options] filled in where
     the command line (or an environment variable) gave nothing; lists from both are joined."""
-    from click.core import ParameterSource
-
     out = dict(values)
     for key, value in config.options.items():
         param = OPTIONS[key][0]
@@ -317,7 +315,7 @@ def apply_options(ctx, config: Config, values: dict[str, Any]) -> dict[str, Any]
         source = ctx.get_parameter_source(param) if ctx is not None else None
         if isinstance(value, list):
             out[param] = list(dict.fromkeys([*value, *(out[param] or [])]))
-        elif source not in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+        elif getattr(source, "name", None) not in ("COMMANDLINE", "ENVIRONMENT"):  # typer may vendor click: by name
             out[param] = value
     return out
 
