@@ -3,7 +3,8 @@
 __version__ = "0.1.0"
 
 # The Python API (leakscan/api.py), imported on first use: `import leakscan` stays cheap.
-__all__ = ["Finding", "ScanError", "ScanResult", "Skip", "scan_bytes", "scan_path", "scan_repo", "verify"]
+# (`verify_findings`, not `verify`: that name is the leakscan.verify package.)
+__all__ = ["Finding", "ScanError", "ScanResult", "Skip", "scan_bytes", "scan_path", "scan_repo", "verify_findings"]
 
 
 def __getattr__(name: str):

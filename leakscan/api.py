@@ -7,7 +7,7 @@
         print(finding.detector, finding.path, finding.line, finding.redacted)
     leakscan.scan_bytes(b"token = ...", path="config.py")
     leakscan.scan_repo("user/model")                     # a Hugging Face Hub repository
-    leakscan.verify(result.findings)                     # ask the providers: verified/invalid/…
+    leakscan.verify_findings(result.findings)            # ask the providers: verified/invalid/…
 
 Every function takes the options the command line has (`config`, `rules`, `only`,
 `exclude_paths`, `ignore_file`, `baseline`, `max_target_mb`, `decode`), reads `.leakscan.toml` at
@@ -25,7 +25,7 @@ from pathlib import Path
 from .model import Finding, Skip
 from .pipeline import ScanResult
 
-__all__ = ["Finding", "ScanError", "ScanResult", "Skip", "scan_bytes", "scan_path", "scan_repo", "verify"]
+__all__ = ["Finding", "ScanError", "ScanResult", "Skip", "scan_bytes", "scan_path", "scan_repo", "verify_findings"]
 
 
 class ScanError(Exception):
@@ -170,7 +170,7 @@ def scan_repo(target: str, *, repo_type: str | None = None, revision: str | None
     return _run(sources, common, None, verify=verify, store=store, jobs=1)
 
 
-def verify(findings: Sequence[Finding], *, intrusive: bool = False, timeout: float = 10.0,
+def verify_findings(findings: Sequence[Finding], *, intrusive: bool = False, timeout: float = 10.0,
            rules: Sequence[str | Path] = ()) -> list[Finding]:  # fmt: skip
     """Ask each provider whether these secrets are live; sets `verification` (verified, invalid,
     unknown…) in place and returns the findings. Requests go through leakscan's guarded client."""
