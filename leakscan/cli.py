@@ -435,6 +435,13 @@ def serve(
     max_connections: Annotated[Optional[int], typer.Option("--max-connections", metavar="N", min=1, help="Open connections at most; past it the oldest idle one is closed (default: from the descriptor limit, 384 at 1024).")] = None,
     idle_timeout: Annotated[float, typer.Option("--idle-timeout", metavar="SECONDS", min=0.1, help="Close a connection that sends no whole request head this long after opening or after its last answer.")] = 15.0,
     body_timeout: Annotated[float, typer.Option("--body-timeout", metavar="SECONDS", min=0.1, help="Answer 408 to a body that takes longer to arrive.")] = 30.0,
+    config: ConfigOpt = None,
+    rules: RulesOpt = None,
+    only: OnlyOpt = None,
+    exclude_path: ExcludeOpt = None,
+    ignore_file: IgnoreOpt = None,
+    baseline: BaselineOpt = None,
+    max_target_mb: MaxTargetOpt = None,
 ) -> None:
     """Receive Hugging Face webhook deliveries (POST /webhooks/hub) and scan what was pushed."""
     from .serve import Config, run
@@ -447,8 +454,9 @@ def serve(
         raise UserError(f"{secret_env}: the Hub only sends ASCII secrets")
     if notify and not notify.startswith(("https://", "http://")):
         raise UserError(f"--notify needs an http(s) URL: {notify}")
+    settings = _service_settings(config, rules, only, exclude_path, ignore_file, baseline, max_target_mb)
     verify, callbacks, path = _service_setup(no_verify, revoke_webhook, db)
-    config = Config(db=path, secret=secret, host=host, port=port, workers=workers, verify=verify, notify=notify,
+    config = Config(db=path, secret=secret, settings=settings, host=host, port=port, workers=workers, verify=verify, notify=notify,
                     max_body=max_body, max_attempts=max_attempts, max_repo_bytes=max_repo_size << 20, callbacks=callbacks,
                     max_queue=max_queue, max_connections=max_connections or 0, idle_timeout=idle_timeout, body_timeout=body_timeout,
                     lfs=_lfs_options(no_lfs, max_lfs_mb, False))  # fmt: skip
@@ -484,18 +492,27 @@ def sweep_run(
     max_lfs_mb: Annotated[int, typer.Option("--max-lfs-mb", metavar="MB", min=1, help="Fetch LFS objects whole up to this size (larger weights: their header only).")] = 64,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not ask providers whether secrets are live (also LEAKSCAN_NO_VERIFY=1).")] = False,
     revoke_webhook: Annotated[Optional[list[str]], typer.Option("--revoke-webhook", metavar="URL", help="POST verified leaks here, signed with LEAKSCAN_REVOKE_SECRET (repeatable).")] = None,
+    config: ConfigOpt = None,
+    rules: RulesOpt = None,
+    only: OnlyOpt = None,
+    exclude_path: ExcludeOpt = None,
+    ignore_file: IgnoreOpt = None,
+    baseline: BaselineOpt = None,
+    max_target_mb: MaxTargetOpt = None,
 ) -> None:
     """One sweep pass over the Hub (or --every DURATION forever): list, skip what is unchanged,
     scan what changed, record findings once."""
     from .sweep import Options, SweepError, parse_every, sweep
 
+    settings = _service_settings(config, rules, only, exclude_path, ignore_file, baseline, max_target_mb)
     verify, callbacks, path = _service_setup(no_verify, revoke_webhook, db)
     kinds = tuple(dict.fromkeys(t.value for t in repo_type)) if repo_type else ("model", "dataset", "space")
     opts = Options(db=path, types=kinds, author=author, search=search, limit=limit, workers=workers, ray=use_ray,
                    ray_address=ray_address, in_flight=in_flight, max_attempts=max_attempts, backoff=backoff,
                    verify=verify, discussions=not no_discussions, max_repo_bytes=max_repo_size << 20,
                    lfs=_lfs_options(no_lfs, max_lfs_mb, False), output=output,
-                   redact=redact, callbacks=callbacks, progress=_SweepBar if sys.stderr.isatty() else None)  # fmt: skip
+                   redact=redact, callbacks=callbacks, progress=_SweepBar if sys.stderr.isatty() else None,
+                   settings=settings)  # fmt: skip
     try:
         raise typer.Exit(sweep(opts, parse_every(every) if every else None, summary=_sweep_summary))
     except SweepError as exc:
@@ -514,6 +531,20 @@ def sweep_status(
     if not path.exists():
         raise UserError(f"no sweep state at {path}")
     _sweep_status(status(path), fmt in (Format.json, Format.jsonl))
+
+
+def _service_settings(config, rules, only, exclude_path, ignore_file, baseline, max_target_mb):
+    """The shared scan options of a long-running command (serve, sweep), checked now: each
+    worker prepares them again. No local scan root: --config or LEAKSCAN_CONFIG."""
+    o = dict(only=only, exclude_path=exclude_path, ignore_file=ignore_file, baseline=baseline, max_target_mb=max_target_mb)
+    cfg = _config(None, config)
+    o = _apply_options(None, cfg, **o)
+    prepared = _prepare(cfg, None, config, rules, o)
+    from .config import Settings
+
+    return Settings(root=None, config=cfg.path, rules=tuple(rules or ()), only=tuple(o["only"] or ()),
+                    exclude_paths=tuple(o["exclude_path"] or ()), ignore_file=o["ignore_file"], baseline=o["baseline"],
+                    max_target_mb=o["max_target_mb"]) if prepared else None  # fmt: skip
 
 
 def _service_setup(no_verify: bool, revoke_webhook: list[str] | None, db: Path | None) -> tuple[bool, list[dict], Path]:

@@ -312,10 +312,12 @@ def apply_options(ctx, config: Config, values: dict[str, Any]) -> dict[str, Any]
         param = OPTIONS[key][0]
         if param not in out:
             continue  # an option this command does not have
-        source = ctx.get_parameter_source(param) if ctx is not None else None
         if isinstance(value, list):
             out[param] = list(dict.fromkeys([*value, *(out[param] or [])]))
-        elif getattr(source, "name", None) not in ("COMMANDLINE", "ENVIRONMENT"):  # typer may vendor click: by name
+        elif ctx is None:  # no parser to ask: a value given is the command line's
+            out[param] = value if out[param] is None else out[param]
+        elif getattr(ctx.get_parameter_source(param), "name", None) not in ("COMMANDLINE", "ENVIRONMENT"):
+            # (compared by name: typer may vendor its own click)
             out[param] = value
     return out
 

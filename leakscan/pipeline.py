@@ -220,7 +220,8 @@ def default_jobs() -> int:
 
 
 def scan_hub_repo(repo, scanner: Scanner, *, store_path: Path | None = None, verify: bool = True,
-                  discussions: bool = True, max_bytes: int | None = None, lfs=None) -> ScanResult:  # fmt: skip
+                  discussions: bool = True, max_bytes: int | None = None, lfs=None,
+                  suppressions: Suppressions | None = None, scope=None) -> ScanResult:  # fmt: skip
     """One Hub repository as the long-running surfaces (`serve`, `sweep`) scan it: the mirror
     fetched incrementally, the scan cache and verdicts from the store at `store_path`, verified
     unless told not to, in this process. Raises HubError (and GitSourceError) for the caller to
@@ -238,7 +239,7 @@ def scan_hub_repo(repo, scanner: Scanner, *, store_path: Path | None = None, ver
             from .verify.engine import BackgroundVerifier
 
             verifier = BackgroundVerifier(scanner.ruleset, store_path=store_path)
-        return run(sources, scanner, store=store, jobs=1, verifier=verifier)
+        return run(sources, scanner, store=store, jobs=1, verifier=verifier, suppressions=suppressions, scope=scope)
     finally:
         if store is not None:
             store.close()
