@@ -207,7 +207,7 @@ def scan(
     if stdin and (since or rev_range or all_objects):
         raise UserError("--since, --range and --all-objects need a git repository, not standard input")
     repo = _staged_repo(path) if staged else None
-    root = None if stdin else repo.path if repo is not None else path
+    root = Path(".") if stdin else repo.path if repo is not None else path  # stdin: the configuration here
     cfg = _config(root, config)
     o = _apply_options(ctx, cfg, fmt=fmt, redact=redact, no_verify=no_verify, verify_intrusive=verify_intrusive,
                        only_verified=only_verified, fail_on=fail_on, only=only, exclude_path=exclude_path,
