@@ -85,7 +85,7 @@ def _run(sources_of, common: _Common, root: Path | None, *, verify: bool, store,
             from .verify.engine import BackgroundVerifier
 
             verifier = BackgroundVerifier(prepared.ruleset, store_path=db.path if db else None)
-        return run(sources_of(scanner, db), scanner, store=db, jobs=jobs, suppressions=prepared.suppressions,
+        return run(sources_of(scanner, db, prepared.scope), scanner, store=db, jobs=jobs, suppressions=prepared.suppressions,
                    verifier=verifier, scope=prepared.scope)  # fmt: skip
     except GitSourceError as exc:
         raise ScanError(str(exc)) from None
@@ -115,7 +115,7 @@ def scan_path(path: str | Path, *, history: bool = True, staged: bool = False, i
     if staged and repo is None:
         raise ScanError(f"staged=True needs the top of a git work tree: {path}")
 
-    def sources(scanner, db):
+    def sources(scanner, db, scope):
         if staged:
             from .sources.staged import StagedSource
 
@@ -126,7 +126,7 @@ def scan_path(path: str | Path, *, history: bool = True, staged: bool = False, i
             return [TreeSource(p, include_deps=include_deps)]
         from .sources.history import git_sources
 
-        return git_sources(repo, store=db, cache_key=scanner.cache_key, include_deps=include_deps)
+        return git_sources(repo, store=db, cache_key=scope.history_key(scanner.cache_key), include_deps=include_deps)
 
     return _run(sources, common, p, verify=verify, store=store, jobs=jobs)
 
@@ -143,7 +143,7 @@ def scan_bytes(data: bytes, *, path: str = "<bytes>", verify: bool = False, **op
             yield Blob(None, len(data), (Place(path, "bytes"),), bytes(data))
 
     common = _Common(**options)
-    return _run(lambda scanner, db: [_Bytes()], common, None, verify=verify, store=None, jobs=1)
+    return _run(lambda scanner, db, scope: [_Bytes()], common, None, verify=verify, store=None, jobs=1)
 
 
 def scan_repo(target: str, *, repo_type: str | None = None, revision: str | None = None, discussions: bool = True,
@@ -160,9 +160,9 @@ def scan_repo(target: str, *, repo_type: str | None = None, revision: str | None
     except HubError as exc:
         raise ScanError(str(exc)) from None
 
-    def sources(scanner, db):
+    def sources(scanner, db, scope):
         try:
-            return hub_sources(hub_repo, store=db, cache_key=scanner.cache_key, revision=revision,
+            return hub_sources(hub_repo, store=db, cache_key=scope.history_key(scanner.cache_key), revision=revision,
                                discussions=discussions, lfs=LfsOptions(enabled=lfs))  # fmt: skip
         except HubError as exc:
             raise ScanError(str(exc)) from None

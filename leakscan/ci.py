@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ZERO = frozenset({"0" * 40, "0" * 64})
+# GitHub's pull-request events and GitLab's CI_PIPELINE_SOURCE of a merge-request pipeline
+PULL_EVENTS = frozenset({"pull_request", "pull_request_target", "merge_request_event"})
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def choose(repo_path: str | Path, *, event: str, before: str | None = None, afte
         except GitSourceError:
             return None
 
-    if event in ("pull_request", "pull_request_target", "merge_request"):
+    if event in PULL_EVENTS:
         h, b = commit(head), commit(base)
         if h is None:
             raise GitSourceError(f"the pull request's head {head!r} is not in this clone (fetch-depth: 0?)")
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("range", help="print the value for `leakscan scan --range`")
     r.add_argument("--repo", default=".")
-    r.add_argument("--event", required=True, help="push, pull_request, merge_request…")
+    r.add_argument("--event", required=True, help="push, pull_request (GitHub), merge_request_event (GitLab)…")
     for name in ("before", "after", "base", "head", "ref", "default-branch"):
         r.add_argument(f"--{name}", default=None)
     r.add_argument("--remote", default="origin")

@@ -90,7 +90,7 @@ UnusedOpt = Annotated[bool, typer.Option("--report-unused-ignores", help="Report
 MaxTargetOpt = Annotated[Optional[float], typer.Option("--max-target-mb", metavar="MB", min=0.0, help="Skip (and report) files and blobs larger than this.")]
 ExitCodeOpt = Annotated[int, typer.Option("--exit-code", metavar="N", min=0, max=255, help="Exit code when there are findings.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print the report and errors only.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Say more on stderr (configuration, detectors, skips).")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Say more on stderr (the configuration and detectors in force).")]
 LogFormatOpt = Annotated[LogFormat, typer.Option("--log-format", help="Messages on stderr as plain text or JSON lines.")]
 
 
@@ -256,7 +256,7 @@ def scan(
                 from .sources.history import HistoryOptions, git_sources
 
                 options = HistoryOptions(all_objects=all_objects, since=since, rev_range=rev_range)
-                sources = git_sources(repo, store=store, cache_key=scanner.cache_key, options=options,
+                sources = git_sources(repo, store=store, cache_key=prepared.scope.history_key(scanner.cache_key), options=options,
                                       include_deps=include_deps)  # fmt: skip
             result = run(sources, scanner, store=store, jobs=jobs, suppressions=suppressions, verifier=verifier,
                          scope=prepared.scope)  # fmt: skip
@@ -361,7 +361,7 @@ def repo(
                 raise UserError(f"{author} has no public repositories (or does not exist)")
         for hub_repo in _progress(targets, len(targets) > 1):
             try:
-                sources = hub_sources(hub_repo, store=store, cache_key=scanner.cache_key, revision=revision,
+                sources = hub_sources(hub_repo, store=store, cache_key=prepared.scope.history_key(scanner.cache_key), revision=revision,
                                       discussions=not no_discussions, max_bytes=max_repo_size << 20,
                                       lfs=_lfs_options(no_lfs, max_lfs_mb, sys.stderr.isatty()))  # fmt: skip
                 # run() closes the verifier, whatever happens: none is started for a repository
@@ -539,12 +539,13 @@ def _service_settings(config, rules, only, exclude_path, ignore_file, baseline, 
     o = dict(only=only, exclude_path=exclude_path, ignore_file=ignore_file, baseline=baseline, max_target_mb=max_target_mb)
     cfg = _config(None, config)
     o = _apply_options(None, cfg, **o)
-    prepared = _prepare(cfg, None, config, rules, o)
     from .config import Settings
 
-    return Settings(root=None, config=cfg.path, rules=tuple(rules or ()), only=tuple(o["only"] or ()),
-                    exclude_paths=tuple(o["exclude_path"] or ()), ignore_file=o["ignore_file"], baseline=o["baseline"],
-                    max_target_mb=o["max_target_mb"]) if prepared else None  # fmt: skip
+    settings = Settings(root=None, config=cfg.path, rules=tuple(rules or ()), only=tuple(o["only"] or ()),
+                        exclude_paths=tuple(o["exclude_path"] or ()), ignore_file=o["ignore_file"],
+                        baseline=o["baseline"], max_target_mb=o["max_target_mb"])  # fmt: skip
+    _prepare(cfg, None, config, rules, o)  # an unusable configuration stops the command now
+    return settings
 
 
 def _service_setup(no_verify: bool, revoke_webhook: list[str] | None, db: Path | None) -> tuple[bool, list[dict], Path]:

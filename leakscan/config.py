@@ -348,6 +348,17 @@ class Scope:
             return Skip(places[0].path, f"larger than {self.max_bytes / (1 << 20):g} MiB (--max-target-mb): not scanned")
         return blob if places is blob.places else replace(blob, places=places)
 
+    def history_key(self, cache_key: str) -> str:
+        """The key under which a repository's history walk is remembered: a scan that left
+        paths or large blobs out must not count as having covered them (the next, unscoped scan
+        would skip that history). Which objects are clean stays shared: it does not depend on
+        where a blob sits."""
+        if not self.exclude and self.max_bytes is None:
+            return cache_key
+        import hashlib
+
+        return hashlib.sha256(repr((cache_key, self.exclude.patterns, self.max_bytes)).encode()).hexdigest()[:32]
+
 
 @dataclass
 class Settings:

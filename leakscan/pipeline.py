@@ -232,7 +232,8 @@ def scan_hub_repo(repo, scanner: Scanner, *, store_path: Path | None = None, ver
     store = Store(store_path) if store_path else None
     try:
         # the mirror is fetched first: a repository that cannot be had starts no verifier
-        sources = hub_sources(repo, store=store, cache_key=scanner.cache_key, discussions=discussions,
+        key = scope.history_key(scanner.cache_key) if scope is not None else scanner.cache_key
+        sources = hub_sources(repo, store=store, cache_key=key, discussions=discussions,
                               max_bytes=max_bytes, lfs=lfs)  # fmt: skip
         verifier = None
         if verify:

@@ -82,6 +82,8 @@ def test_pull_request_scans_base_to_head(clone):
     p1 = work.commit({"p.txt": "pr\n"})
     got = choose(work.path, event="pull_request", base=c2, head=p1)
     assert got.range == f"{c2}..{p1}" and got.why == "pull request: its commits over the base"
+    gitlab = choose(work.path, event="merge_request_event", before=ZERO, after=p1, base=c2, head=p1)
+    assert gitlab == got
 
 
 def test_the_chosen_range_scans_only_the_branch_secret(clone):

@@ -314,3 +314,16 @@ def test_sarif_of_config_rules_and_staged_stays_valid(tmp_path: Path, work: Repo
     official = json.loads((REPO / "fixtures" / "sarif-schema-2.1.0.json").read_text())
     jsonschema.Draft4Validator(official, format_checker=jsonschema.FormatChecker()).validate(doc)
     assert [r["ruleId"] for r in doc["runs"][0]["results"]] == ["acme-internal-key", "huggingface-access-token"]
+
+
+def test_a_scan_that_excluded_paths_does_not_count_as_having_covered_them(tmp_path: Path):
+    """With the scan cache: history walked with --exclude-path (or --max-target-mb) is walked
+    again by the next scan without it, so what was left out is found then."""
+    repo = Repo(tmp_path / "r")
+    hf = token(HF, "cached")
+    repo.commit({"vendor/x.env": f"HF_TOKEN={hf}\n"})
+    db = tmp_path / "store.sqlite3"
+    first = leakscan("scan", repo.path, "-f", "json", "--db", db, "--exclude-path", "vendor")
+    assert first.code == 0 and first.json == []
+    second = leakscan("scan", repo.path, "-f", "json", "--db", db)
+    assert [(f["path"], f["secret"]) for f in second.json] == [("vendor/x.env", hf)]
