@@ -454,9 +454,9 @@ def serve(
         raise UserError(f"{secret_env}: the Hub only sends ASCII secrets")
     if notify and not notify.startswith(("https://", "http://")):
         raise UserError(f"--notify needs an http(s) URL: {notify}")
-    settings = _service_settings(config, rules, only, exclude_path, ignore_file, baseline, max_target_mb)
+    _, prepared = _service_settings(config, rules, only, exclude_path, ignore_file, baseline, max_target_mb)
     verify, callbacks, path = _service_setup(no_verify, revoke_webhook, db)
-    config = Config(db=path, secret=secret, settings=settings, host=host, port=port, workers=workers, verify=verify, notify=notify,
+    config = Config(db=path, secret=secret, prepared=prepared, host=host, port=port, workers=workers, verify=verify, notify=notify,
                     max_body=max_body, max_attempts=max_attempts, max_repo_bytes=max_repo_size << 20, callbacks=callbacks,
                     max_queue=max_queue, max_connections=max_connections or 0, idle_timeout=idle_timeout, body_timeout=body_timeout,
                     lfs=_lfs_options(no_lfs, max_lfs_mb, False))  # fmt: skip
@@ -504,7 +504,7 @@ def sweep_run(
     scan what changed, record findings once."""
     from .sweep import Options, SweepError, parse_every, sweep
 
-    settings = _service_settings(config, rules, only, exclude_path, ignore_file, baseline, max_target_mb)
+    settings, _ = _service_settings(config, rules, only, exclude_path, ignore_file, baseline, max_target_mb)
     verify, callbacks, path = _service_setup(no_verify, revoke_webhook, db)
     kinds = tuple(dict.fromkeys(t.value for t in repo_type)) if repo_type else ("model", "dataset", "space")
     opts = Options(db=path, types=kinds, author=author, search=search, limit=limit, workers=workers, ray=use_ray,
@@ -534,18 +534,20 @@ def sweep_status(
 
 
 def _service_settings(config, rules, only, exclude_path, ignore_file, baseline, max_target_mb):
-    """The shared scan options of a long-running command (serve, sweep), checked now: each
-    worker prepares them again. No local scan root: --config or LEAKSCAN_CONFIG."""
+    """The shared scan options of a long-running command (serve, sweep), checked now, as
+    (Settings for worker processes to prepare again, what they prepare to); (None, None) when
+    none is given. No local scan root: --config or LEAKSCAN_CONFIG."""
     o = dict(only=only, exclude_path=exclude_path, ignore_file=ignore_file, baseline=baseline, max_target_mb=max_target_mb)
     cfg = _config(None, config)
+    if cfg.path is None and not rules and not any(o.values()):
+        return None, None  # the built-in detectors, loaded where they are used
     o = _apply_options(None, cfg, **o)
     from .config import Settings
 
     settings = Settings(root=None, config=cfg.path, rules=tuple(rules or ()), only=tuple(o["only"] or ()),
                         exclude_paths=tuple(o["exclude_path"] or ()), ignore_file=o["ignore_file"],
                         baseline=o["baseline"], max_target_mb=o["max_target_mb"])  # fmt: skip
-    _prepare(cfg, None, config, rules, o)  # an unusable configuration stops the command now
-    return settings
+    return settings, _prepare(cfg, None, config, rules, o)  # an unusable configuration stops the command now
 
 
 def _service_setup(no_verify: bool, revoke_webhook: list[str] | None, db: Path | None) -> tuple[bool, list[dict], Path]:

@@ -159,7 +159,7 @@ class Config:
     max_connections: int = 0  # 0: from the descriptor limit (default_max_connections)
     idle_timeout: float = IDLE_TIMEOUT
     body_timeout: float = BODY_TIMEOUT
-    settings: Any = None  # config.Settings: rules, suppressions and scope shared with `scan`
+    prepared: Any = None  # config.Prepared: rules, suppressions and scope shared with `scan`
 
 
 def default_max_connections() -> int:
@@ -180,11 +180,9 @@ class Service:
         self.queue = Queue(connect(config.db, threads=True), "webhook", max_attempts=config.max_attempts,
                            lease=LEASE_SECONDS)  # fmt: skip
         self.suppressions = self.scope = None
-        if config.settings is not None:
-            from .config import prepare
-
-            prepared = prepare(config.settings)
-            self.ruleset, self.suppressions, self.scope = prepared.ruleset, prepared.suppressions, prepared.scope
+        if config.prepared is not None:
+            p = config.prepared
+            self.ruleset, self.suppressions, self.scope = p.ruleset, p.suppressions, p.scope
         else:
             self.ruleset = load_rules()
         self.wake = threading.Event()
