@@ -22,7 +22,6 @@ from rich.console import Console
 from . import __version__
 from .decoders import Limits
 from .detectors import DetectorError, RuleSet, load_rules
-from .findings import Suppressions, SuppressionError, read_baseline, read_ignore_file
 from .report import render
 from .pipeline import ScanResult, run
 from .scan import Scanner
@@ -77,6 +76,24 @@ RulesOpt = Annotated[Optional[list[Path]], typer.Option("--rules", help="Detecto
 OnlyOpt = Annotated[Optional[list[str]], typer.Option("--only", help="Only these detectors (rule id or provider id; repeatable).")]
 
 
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+# Options every scanning surface (scan, repo, sweep, serve) shares; see leakscan/config.py.
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Configuration file (default: $LEAKSCAN_CONFIG, else .leakscan.toml at the scan root).")]
+ExcludeOpt = Annotated[Optional[list[str]], typer.Option("--exclude-path", metavar="GLOB", help="Do not scan paths matching this glob (repeatable; `**` crosses folders).")]
+BaselineOpt = Annotated[Optional[Path], typer.Option("--baseline", help="Report only what is not in this earlier JSON report.")]
+IgnoreOpt = Annotated[Optional[Path], typer.Option("--ignore-file", help="Fingerprints to ignore (default: .leakscanignore at the scan root).")]
+UnusedOpt = Annotated[bool, typer.Option("--report-unused-ignores", help="Report allowlist, ignore-file and --exclude-path entries that matched nothing.")]
+MaxTargetOpt = Annotated[Optional[float], typer.Option("--max-target-mb", metavar="MB", min=0.0, help="Skip (and report) files and blobs larger than this.")]
+ExitCodeOpt = Annotated[int, typer.Option("--exit-code", metavar="N", min=0, max=255, help="Exit code when there are findings.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print the report and errors only.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Say more on stderr (the configuration and detectors in force).")]
+LogFormatOpt = Annotated[LogFormat, typer.Option("--log-format", help="Messages on stderr as plain text or JSON lines.")]
+
+
 def _load(rules: list[Path] | None, only: list[str] | None) -> RuleSet:
     try:
         for p in rules or []:
@@ -107,6 +124,8 @@ def _summary(result: ScanResult) -> str:
 
 
 def _emit(result: ScanResult, ruleset: RuleSet, fmt: Format | None, output: Path | None, redact: bool) -> int:
+    from .messages import quiet, say
+
     chosen = fmt.value if fmt else "table"
     summary = _summary(result)
     if output:
@@ -116,23 +135,24 @@ def _emit(result: ScanResult, ruleset: RuleSet, fmt: Format | None, output: Path
                        redact=redact, summary=summary)  # fmt: skip
         except OSError as exc:
             raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
-        print(summary, file=sys.stderr)
+        say("info", summary)
     else:
         render(chosen, result.findings, sys.stdout, skipped=result.skipped, ruleset=ruleset,
-               redact=redact, summary=summary, color=sys.stdout.isatty())  # fmt: skip
+               redact=redact, summary="" if quiet() else summary, color=sys.stdout.isatty())  # fmt: skip
         if chosen != "table":
-            print(summary, file=sys.stderr)
+            say("info", summary)
     return EXIT_FINDINGS if result.findings else EXIT_CLEAN
 
 
 @app.command()
 def scan(
-    path: Annotated[Path, typer.Argument(help="Directory or file to scan.")],
+    ctx: typer.Context,
+    path: Annotated[Optional[Path], typer.Argument(help="Directory, file or git repository; - for standard input (default with --staged: the repository here).")] = None,
     fmt: Annotated[Optional[Format], typer.Option("--format", "-f", help="Output format (default: table).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report to this file.")] = None,
     redact: Annotated[bool, typer.Option("--redact", help="Leave raw secrets out of json/jsonl/sarif.")] = False,
-    baseline: Annotated[Optional[Path], typer.Option("--baseline", help="Report only what is not in this earlier JSON report.")] = None,
-    ignore_file: Annotated[Optional[Path], typer.Option("--ignore-file", help=f"Fingerprints to ignore (default: PATH/{IGNORE_FILE}).")] = None,
+    baseline: BaselineOpt = None,
+    ignore_file: IgnoreOpt = None,
     rules: RulesOpt = None,
     only: OnlyOpt = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores, for scans over 16 MB).")] = None,
@@ -160,22 +180,44 @@ def scan(
     revoke_builtin: Annotated[Optional[list[str]], typer.Option("--revoke-builtin", metavar="PROVIDER", help="Use a provider's own revoke API: huggingface, github, slack, gitlab (repeatable).")] = None,
     revoke_plugin: Annotated[Optional[list[str]], typer.Option("--revoke-plugin", metavar="NAME", help="A revoker from the entry-point group leakscan.revokers (repeatable).")] = None,
     revoke_config: Annotated[Optional[Path], typer.Option("--revoke-config", help="A TOML file of [[callbacks]], each for all providers or some.")] = None,
+    staged: Annotated[bool, typer.Option("--staged", help="Only what is staged for commit (the index, not the work tree): the pre-commit hook.")] = False,
+    config: ConfigOpt = None,
+    exclude_path: ExcludeOpt = None,
+    report_unused_ignores: UnusedOpt = False,
+    max_target_mb: MaxTargetOpt = None,
+    exit_code: ExitCodeOpt = EXIT_FINDINGS,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    log_format: LogFormatOpt = LogFormat.text,
 ) -> None:
-    """Scan a directory, a file or a git repository (all of its history) for leaked credentials."""
-    if not path.exists():
+    """Scan a directory, a file, a git repository (all of its history), what is staged
+    (--staged) or standard input (-) for leaked credentials."""
+    from .messages import configure, say
+
+    configure(quiet=quiet, verbose=verbose, json_lines=log_format is LogFormat.json)
+    stdin = path is not None and str(path) == "-"
+    if staged and (stdin or no_history or since or rev_range or all_objects):
+        raise UserError("--staged scans the index only: no PATH '-', --no-history, --since, --range or --all-objects")
+    if path is None:
+        if not staged:
+            raise UserError("Missing argument 'PATH' (a directory, file or repository; - for standard input; or --staged)")
+        path = Path(".")
+    if not stdin and not path.exists():
         raise UserError(f"no such file or directory: {path}")
-    ruleset = _load(rules, only)
-    suppressions = Suppressions()
-    try:
-        default_ignore = (path if path.is_dir() else path.parent) / IGNORE_FILE
-        if ignore_file is not None:
-            suppressions.fingerprints = read_ignore_file(ignore_file)
-        elif default_ignore.is_file():
-            suppressions.fingerprints = read_ignore_file(default_ignore)
-        if baseline is not None:
-            suppressions.baseline = read_baseline(baseline)
-    except SuppressionError as exc:
-        raise UserError(str(exc)) from None
+    if stdin and (since or rev_range or all_objects):
+        raise UserError("--since, --range and --all-objects need a git repository, not standard input")
+    repo = _staged_repo(path) if staged else None
+    root = Path(".") if stdin else repo.path if repo is not None else path  # stdin: the configuration here
+    cfg = _config(root, config)
+    o = _apply_options(ctx, cfg, fmt=fmt, redact=redact, no_verify=no_verify, verify_intrusive=verify_intrusive,
+                       only_verified=only_verified, fail_on=fail_on, only=only, exclude_path=exclude_path,
+                       max_target_mb=max_target_mb, exit_code=exit_code, include_deps=include_deps,
+                       no_decode=no_decode, report_unused_ignores=report_unused_ignores, baseline=baseline,
+                       ignore_file=ignore_file)  # fmt: skip
+    fmt, redact, only_verified, fail_on = o["fmt"], o["redact"], o["only_verified"], o["fail_on"]
+    no_verify, verify_intrusive, include_deps, no_decode = o["no_verify"], o["verify_intrusive"], o["include_deps"], o["no_decode"]
+    prepared = _prepare(cfg, root, config, rules, o)
+    ruleset, suppressions = prepared.ruleset, prepared.suppressions
     limits = None if no_decode else Limits(
         max_decoded_bytes=max_decoded_mb << 20, max_depth=max_depth, max_members=max_members,
         max_ratio=max_ratio, max_seconds=decode_timeout,
@@ -184,7 +226,8 @@ def scan(
         scanner = Scanner(ruleset, engine.value, limits)
     except RuntimeError as exc:
         raise UserError(str(exc)) from None
-    repo = None if no_history or path.is_file() else _open_repo(path)
+    if not staged:
+        repo = None if stdin or no_history or path.is_file() else _open_repo(path)
     if repo is None and (since or rev_range or all_objects):
         raise UserError(f"--since, --range and --all-objects need a git repository: {path}")
     if since and rev_range:
@@ -196,7 +239,16 @@ def scan(
     with _store(db, no_cache) as store:
         verifier = _verifier(ruleset, store, verify_intrusive, verify_timeout) if verify else None
         try:
-            if repo is None:
+            if stdin:
+                from .sources.stdin import StdinSource
+
+                sources = [StdinSource(max_bytes=prepared.scope.max_bytes)]
+            elif staged:
+                from .sources.staged import StagedSource
+
+                index = os.environ.get("GIT_INDEX_FILE")  # `git commit -a` prepares its own index
+                sources = [StagedSource(repo, str(Path(index).resolve()) if index else None)]
+            elif repo is None:
                 from .sources.files import TreeSource
 
                 sources = [TreeSource(path, include_deps=include_deps)]
@@ -204,20 +256,25 @@ def scan(
                 from .sources.history import HistoryOptions, git_sources
 
                 options = HistoryOptions(all_objects=all_objects, since=since, rev_range=rev_range)
-                sources = git_sources(repo, store=store, cache_key=scanner.cache_key, options=options,
+                sources = git_sources(repo, store=store, cache_key=prepared.scope.history_key(scanner.cache_key), options=options,
                                       include_deps=include_deps)  # fmt: skip
-            result = run(sources, scanner, store=store, jobs=jobs, suppressions=suppressions, verifier=verifier)
+            result = run(sources, scanner, store=store, jobs=jobs, suppressions=suppressions, verifier=verifier,
+                         scope=prepared.scope)  # fmt: skip
         except GitSourceError as exc:
             raise UserError(str(exc)) from None
         if callbacks and store is not None:
-            _revoke(store, result.findings, callbacks, str(path.resolve()))
+            _revoke(store, result.findings, callbacks, "<stdin>" if stdin else str(path.resolve()))
         if db is not None and store is not None:  # for `leakscan ui --db`
-            store.record_findings(str(path.resolve()), result.findings, "scan")
-    if repo is not None:
+            store.record_findings("<stdin>" if stdin else str(path.resolve()), result.findings, "scan")
+    if repo is not None and not staged:
         for skip in result.skipped:
             if skip.reason.startswith(("missing", "history", "corrupt")):
-                print(f"leakscan: warning: {skip.path}: {skip.reason}", file=sys.stderr)
-    raise typer.Exit(_report(result, ruleset, fmt, output, redact, only_verified, fail_on))
+                say("warning", f"{skip.path}: {skip.reason}")
+    if o["report_unused_ignores"]:
+        for line in prepared.unused():
+            say("warning", f"unused: {line}", always=True)
+    code = _report(result, ruleset, fmt, output, redact, only_verified, fail_on)
+    raise typer.Exit(o["exit_code"] if code == EXIT_FINDINGS else code)
 
 
 class HubType(str, Enum):
@@ -229,6 +286,7 @@ class HubType(str, Enum):
 
 @app.command()
 def repo(
+    ctx: typer.Context,
     target: Annotated[Optional[str], typer.Argument(help="user/model, datasets/user/name, spaces/user/name, buckets/user/name or a Hub URL.")] = None,
     repo_type: Annotated[Optional[HubType], typer.Option("--type", help="Repository type when TARGET has no prefix.")] = None,
     revision: Annotated[Optional[str], typer.Option("--revision", help="Scan this revision's tree and the history up to it.")] = None,
@@ -246,16 +304,49 @@ def repo(
     only_verified: Annotated[bool, typer.Option("--only-verified", help="Report only secrets a provider confirmed as live.")] = False,
     fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 on any finding, or only on verified ones.")] = FailOn.any,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes.")] = None,
+    baseline: BaselineOpt = None,
+    ignore_file: IgnoreOpt = None,
+    config: ConfigOpt = None,
+    rules: RulesOpt = None,
+    only: OnlyOpt = None,
+    exclude_path: ExcludeOpt = None,
+    verify_intrusive: Annotated[bool, typer.Option("--verify-intrusive", help="Also run costly or intrusive checks (paid calls, token exchanges).")] = False,
+    verify_timeout: Annotated[float, typer.Option("--verify-timeout", min=0.1, help="Seconds per verification request.")] = 10.0,
+    revoke_webhook: Annotated[Optional[list[str]], typer.Option("--revoke-webhook", metavar="URL", help="POST verified leaks here, signed with LEAKSCAN_REVOKE_SECRET (repeatable).")] = None,
+    revoke_command: Annotated[Optional[list[str]], typer.Option("--revoke-command", metavar="CMD", help="Run CMD (no shell) with each verified leak as JSON on stdin (repeatable).")] = None,
+    revoke_builtin: Annotated[Optional[list[str]], typer.Option("--revoke-builtin", metavar="PROVIDER", help="Use a provider's own revoke API: huggingface, github, slack, gitlab (repeatable).")] = None,
+    revoke_plugin: Annotated[Optional[list[str]], typer.Option("--revoke-plugin", metavar="NAME", help="A revoker from the entry-point group leakscan.revokers (repeatable).")] = None,
+    revoke_config: Annotated[Optional[Path], typer.Option("--revoke-config", help="A TOML file of [[callbacks]], each for all providers or some.")] = None,
+    report_unused_ignores: UnusedOpt = False,
+    max_target_mb: MaxTargetOpt = None,
+    exit_code: ExitCodeOpt = EXIT_FINDINGS,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    log_format: LogFormatOpt = LogFormat.text,
 ) -> None:
     """Scan Hugging Face Hub repositories: every ref's history (pull requests included), the LFS
     content it names, every discussion and PR comment, Space variables; and storage buckets."""
+    from .messages import configure, say
     from .sources.hub import TYPES, HubError, hub_sources, list_owner_repos, parse_target
 
+    configure(quiet=quiet, verbose=verbose, json_lines=log_format is LogFormat.json)
     if (target is None) == (author is None):
         raise UserError("give a repository (user/name) or --author NAME")
-    ruleset = _load(None, None)
+    # no local scan root: the configuration comes from --config or LEAKSCAN_CONFIG
+    cfg = _config(None, config)
+    o = _apply_options(ctx, cfg, fmt=fmt, redact=redact, no_verify=no_verify, verify_intrusive=verify_intrusive,
+                       only_verified=only_verified, fail_on=fail_on, only=only, exclude_path=exclude_path,
+                       max_target_mb=max_target_mb, exit_code=exit_code, no_discussions=no_discussions,
+                       report_unused_ignores=report_unused_ignores, baseline=baseline, ignore_file=ignore_file)  # fmt: skip
+    fmt, redact, only_verified, fail_on = o["fmt"], o["redact"], o["only_verified"], o["fail_on"]
+    no_verify, verify_intrusive, no_discussions = o["no_verify"], o["verify_intrusive"], o["no_discussions"]
+    prepared = _prepare(cfg, None, config, rules, o)
+    ruleset = prepared.ruleset
     scanner = Scanner(ruleset)
     verify = not no_verify and os.environ.get("LEAKSCAN_NO_VERIFY", "") in ("", "0")
+    callbacks = _callbacks(revoke_webhook, revoke_command, revoke_builtin, revoke_plugin, revoke_config)
+    if callbacks and (no_cache or not verify):
+        raise UserError("revocation needs verification and the store (drop --no-verify/--no-cache)")
     try:
         targets = [parse_target(target, repo_type.value if repo_type else None)] if target else None
     except HubError as exc:
@@ -272,24 +363,27 @@ def repo(
                 raise UserError(f"{author} has no public repositories (or does not exist)")
         for hub_repo in _progress(targets, len(targets) > 1):
             try:
-                sources = hub_sources(hub_repo, store=store, cache_key=scanner.cache_key, revision=revision,
+                sources = hub_sources(hub_repo, store=store, cache_key=prepared.scope.history_key(scanner.cache_key), revision=revision,
                                       discussions=not no_discussions, max_bytes=max_repo_size << 20,
                                       lfs=_lfs_options(no_lfs, max_lfs_mb, sys.stderr.isatty()))  # fmt: skip
                 # run() closes the verifier, whatever happens: none is started for a repository
                 # whose mirror cannot be had
-                result = run(sources, scanner, store=store, jobs=jobs,
-                             verifier=_verifier(ruleset, store, False, 10.0) if verify else None)  # fmt: skip
+                result = run(sources, scanner, store=store, jobs=jobs, suppressions=prepared.suppressions,
+                             verifier=_verifier(ruleset, store, verify_intrusive, verify_timeout) if verify else None,
+                             scope=prepared.scope)  # fmt: skip
             except (HubError, GitSourceError) as exc:
                 if len(targets) == 1:
                     raise UserError(str(exc)) from None
                 rows.append((hub_repo.label, "failed", str(exc)))
                 continue
+            if callbacks and store is not None:
+                _revoke(store, result.findings, callbacks, hub_repo.web_url)
             rows.append((hub_repo.label, "scanned", f"{len(result.findings)} findings"))
             if db is not None and store is not None:  # for `leakscan ui --db`
                 store.record_findings(hub_repo.label, result.findings, "repo")
             for skip in result.skipped:
                 if skip.path == "discussions":
-                    print(f"leakscan: warning: {hub_repo.label}: {skip.reason}", file=sys.stderr)
+                    say("warning", f"{hub_repo.label}: {skip.reason}")
             combined.findings += result.findings
             combined.skipped += result.skipped
             combined.stats.objects += result.stats.objects
@@ -304,7 +398,11 @@ def repo(
         for row in rows:
             table.add_row(*row, style="red" if row[1] == "failed" else None)
         Console(stderr=True).print(table)
-    raise typer.Exit(_report(combined, ruleset, fmt, output, redact, only_verified, fail_on))
+    if o["report_unused_ignores"]:
+        for line in prepared.unused():
+            say("warning", f"unused: {line}", always=True)
+    code = _report(combined, ruleset, fmt, output, redact, only_verified, fail_on)
+    raise typer.Exit(o["exit_code"] if code == EXIT_FINDINGS else code)
 
 
 def _lfs_options(no_lfs: bool, max_lfs_mb: int, progress: bool):
@@ -341,6 +439,13 @@ def serve(
     max_connections: Annotated[Optional[int], typer.Option("--max-connections", metavar="N", min=1, help="Open connections at most; past it the oldest idle one is closed (default: from the descriptor limit, 384 at 1024).")] = None,
     idle_timeout: Annotated[float, typer.Option("--idle-timeout", metavar="SECONDS", min=0.1, help="Close a connection that sends no whole request head this long after opening or after its last answer.")] = 15.0,
     body_timeout: Annotated[float, typer.Option("--body-timeout", metavar="SECONDS", min=0.1, help="Answer 408 to a body that takes longer to arrive.")] = 30.0,
+    config: ConfigOpt = None,
+    rules: RulesOpt = None,
+    only: OnlyOpt = None,
+    exclude_path: ExcludeOpt = None,
+    ignore_file: IgnoreOpt = None,
+    baseline: BaselineOpt = None,
+    max_target_mb: MaxTargetOpt = None,
 ) -> None:
     """Receive Hugging Face webhook deliveries (POST /webhooks/hub) and scan what was pushed."""
     from .serve import Config, run
@@ -353,8 +458,9 @@ def serve(
         raise UserError(f"{secret_env}: the Hub only sends ASCII secrets")
     if notify and not notify.startswith(("https://", "http://")):
         raise UserError(f"--notify needs an http(s) URL: {notify}")
+    _, prepared = _service_settings(config, rules, only, exclude_path, ignore_file, baseline, max_target_mb)
     verify, callbacks, path = _service_setup(no_verify, revoke_webhook, db)
-    config = Config(db=path, secret=secret, host=host, port=port, workers=workers, verify=verify, notify=notify,
+    config = Config(db=path, secret=secret, prepared=prepared, host=host, port=port, workers=workers, verify=verify, notify=notify,
                     max_body=max_body, max_attempts=max_attempts, max_repo_bytes=max_repo_size << 20, callbacks=callbacks,
                     max_queue=max_queue, max_connections=max_connections or 0, idle_timeout=idle_timeout, body_timeout=body_timeout,
                     lfs=_lfs_options(no_lfs, max_lfs_mb, False))  # fmt: skip
@@ -409,11 +515,19 @@ def sweep_run(
     max_lfs_mb: Annotated[int, typer.Option("--max-lfs-mb", metavar="MB", min=1, help="Fetch LFS objects whole up to this size (larger weights: their header only).")] = 64,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not ask providers whether secrets are live (also LEAKSCAN_NO_VERIFY=1).")] = False,
     revoke_webhook: Annotated[Optional[list[str]], typer.Option("--revoke-webhook", metavar="URL", help="POST verified leaks here, signed with LEAKSCAN_REVOKE_SECRET (repeatable).")] = None,
+    config: ConfigOpt = None,
+    rules: RulesOpt = None,
+    only: OnlyOpt = None,
+    exclude_path: ExcludeOpt = None,
+    ignore_file: IgnoreOpt = None,
+    baseline: BaselineOpt = None,
+    max_target_mb: MaxTargetOpt = None,
 ) -> None:
     """One sweep pass over the Hub (or --every DURATION forever): list, skip what is unchanged,
     scan what changed, record findings once."""
     from .sweep import Options, SweepError, parse_every, sweep
 
+    settings, _ = _service_settings(config, rules, only, exclude_path, ignore_file, baseline, max_target_mb)
     verify, callbacks, path = _service_setup(no_verify, revoke_webhook, db)
     kinds = tuple(dict.fromkeys(t.value for t in repo_type)) if repo_type else ("model", "dataset", "space")
     if "bucket" in kinds:
@@ -423,7 +537,8 @@ def sweep_run(
                    ray_address=ray_address, in_flight=in_flight, max_attempts=max_attempts, backoff=backoff,
                    verify=verify, discussions=not no_discussions, max_repo_bytes=max_repo_size << 20,
                    lfs=_lfs_options(no_lfs, max_lfs_mb, False), output=output,
-                   redact=redact, callbacks=callbacks, progress=_SweepBar if sys.stderr.isatty() else None)  # fmt: skip
+                   redact=redact, callbacks=callbacks, progress=_SweepBar if sys.stderr.isatty() else None,
+                   settings=settings)  # fmt: skip
     try:
         raise typer.Exit(sweep(opts, parse_every(every) if every else None, summary=_sweep_summary))
     except SweepError as exc:
@@ -442,6 +557,23 @@ def sweep_status(
     if not path.exists():
         raise UserError(f"no sweep state at {path}")
     _sweep_status(status(path), fmt in (Format.json, Format.jsonl))
+
+
+def _service_settings(config, rules, only, exclude_path, ignore_file, baseline, max_target_mb):
+    """The shared scan options of a long-running command (serve, sweep), checked now, as
+    (Settings for worker processes to prepare again, what they prepare to); (None, None) when
+    none is given. No local scan root: --config or LEAKSCAN_CONFIG."""
+    o = dict(only=only, exclude_path=exclude_path, ignore_file=ignore_file, baseline=baseline, max_target_mb=max_target_mb)
+    cfg = _config(None, config)
+    if cfg.path is None and not rules and not any(o.values()):
+        return None, None  # the built-in detectors, loaded where they are used
+    o = _apply_options(None, cfg, **o)
+    from .config import Settings
+
+    settings = Settings(root=None, config=cfg.path, rules=tuple(rules or ()), only=tuple(o["only"] or ()),
+                        exclude_paths=tuple(o["exclude_path"] or ()), ignore_file=o["ignore_file"],
+                        baseline=o["baseline"], max_target_mb=o["max_target_mb"])  # fmt: skip
+    return settings, _prepare(cfg, None, config, rules, o)  # an unusable configuration stops the command now
 
 
 def _service_setup(no_verify: bool, revoke_webhook: list[str] | None, db: Path | None) -> tuple[bool, list[dict], Path]:
@@ -537,6 +669,62 @@ def _open_repo(path: Path):
         raise UserError(str(exc)) from None
 
 
+def _staged_repo(path: Path):
+    """The repository holding `path` (pre-commit runs hooks at its top; a person may not)."""
+    for p in [path.resolve(), *path.resolve().parents]:
+        if (p / ".git").exists():
+            try:
+                return open_repo(p)
+            except GitSourceError as exc:
+                raise UserError(str(exc)) from None
+    raise UserError(f"--staged needs a git work tree: {path} is not in one")
+
+
+def _config(root: Path | None, explicit: Path | None):
+    from .config import ConfigError, load, locate
+
+    try:
+        return load(locate(root, explicit))
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _apply_options(ctx: typer.Context, cfg, **values):
+    """The command line's values, with the config file's [options] where the command line gave none."""
+    from .config import apply_options
+
+    o = apply_options(ctx, cfg, values)
+    try:
+        if isinstance(o.get("fmt"), str):
+            o["fmt"] = Format(o["fmt"])
+        if isinstance(o.get("fail_on"), str):
+            o["fail_on"] = FailOn(o["fail_on"])
+    except ValueError as exc:
+        raise UserError(f"{cfg.path}: {exc}") from None
+    return o
+
+
+def _prepare(cfg, root: Path | None, config: Path | None, rules: list[Path] | None, o: dict):
+    """Rules, suppressions and scope, the same way for every surface."""
+    from .config import ConfigError, Settings, prepare
+    from .messages import say
+
+    settings = Settings(root=root, config=config, rules=rules or (), only=o.get("only") or (),
+                        exclude_paths=o.get("exclude_path") or (), ignore_file=o.get("ignore_file"),
+                        baseline=o.get("baseline"), max_target_mb=o.get("max_target_mb"))  # fmt: skip
+    try:
+        prepared = prepare(settings, cfg)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    for note in prepared.notes:
+        say("warning", note, always=True)
+    if cfg.path is not None:
+        say("debug", f"configuration: {cfg.path}")
+    say("debug", f"{len(prepared.ruleset)} detectors"
+        + (f", {len(cfg.rules)} from the configuration" if cfg.rules else ""))  # fmt: skip
+    return prepared
+
+
 @contextmanager
 def _store(db: Path | None, no_cache: bool):
     if no_cache:
@@ -589,6 +777,14 @@ def detectors_table(write: Annotated[bool, typer.Option("--write", help="Rewrite
         raise UserError(f"no detectors/README.md next to this installation ({readme})")
     readme.write_text(replace_table(readme.read_text(encoding="utf-8"), table), encoding="utf-8")
     print(f"wrote {readme}")
+
+
+@app.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema (draft 2020-12) of the json and jsonl reports."""
+    from .schema import report_schema
+
+    print(json.dumps(report_schema(), indent=2, ensure_ascii=False))
 
 
 @hook_app.command("pre-receive")
@@ -670,7 +866,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = app(args=args or ["--help"], standalone_mode=False, prog_name="leakscan")
     except (UserError, StoreError) as exc:
-        print(f"leakscan: error: {exc}", file=sys.stderr)
+        from .messages import say
+
+        say("error", str(exc))
         return EXIT_ERROR
     except (typer.Exit, click.exceptions.Exit) as exc:
         return exc.exit_code

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re as _stdlib_re  # only to compute pattern widths; matching uses `regex`
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -238,6 +239,11 @@ def load_file(path: Path) -> list[Rule]:
     provider = path.stem
     if not _ID.match(provider):
         raise DetectorError(f"{source}: file name must be the provider id (lower-case, digits, '-')")
+    return rules_from_data(data, provider, source)
+
+
+def rules_from_data(data: dict[str, Any], provider: str, source: str) -> list[Rule]:
+    """The rules of one detector file's parsed TOML (also a config file's `[[rules]]`)."""
     unknown = set(data) - _FILE_KEYS
     if unknown:
         raise DetectorError(f"{source}: unknown top-level key(s) {', '.join(sorted(unknown))}")
@@ -259,10 +265,13 @@ def default_dirs() -> list[Path]:
     return [BUILTIN_DIR] if BUILTIN_DIR.is_dir() else [PACKAGED_DIR]
 
 
-def load_rules(dirs: list[Path] | None = None, *, only: set[str] | None = None) -> RuleSet:
+def load_rules(dirs: list[Path] | None = None, *, only: set[str] | None = None, extra: Sequence[Rule] = (),
+               defaults: bool = True) -> RuleSet:  # fmt: skip
+    """The detectors of `dirs` (default: the built-in ones; none when `defaults` is false and no
+    dirs are given) plus `extra` rules (a config file's), narrowed to `only`."""
     rules: list[Rule] = []
     seen: dict[str, str] = {}
-    for d in dirs or default_dirs():
+    for d in dirs or (default_dirs() if defaults else []):
         files = sorted(d.glob("*.toml")) if d.is_dir() else [d]
         if d.is_dir() and not files:
             raise DetectorError(f"{d}: no detector files (*.toml)")
@@ -272,6 +281,11 @@ def load_rules(dirs: list[Path] | None = None, *, only: set[str] | None = None) 
                     raise DetectorError(f"{f.name}: rule {rule.id}: id already used in {seen[rule.id]}")
                 seen[rule.id] = f.name
                 rules.append(rule)
+    for rule in extra:
+        if rule.id in seen:
+            raise DetectorError(f"{rule.source_file}: rule {rule.id}: id already used in {seen[rule.id]}")
+        seen[rule.id] = rule.source_file
+        rules.append(rule)
     if only:
         missing = only - {r.id for r in rules} - {r.provider for r in rules}
         if missing:

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .detectors import Rule
 from .model import Candidate, Finding, Location, Place
@@ -55,13 +56,21 @@ def sort_key(f: Finding) -> tuple:
 
 @dataclass
 class Suppressions:
-    """What the user told us not to report: ignore-file fingerprints and a baseline report."""
+    """What the user told us not to report: ignore-file fingerprints, a baseline report and a
+    config file's allowlist (`config.Allowlist`). Remembers which ignore entries were used."""
 
     fingerprints: set[str] = field(default_factory=set)
     baseline: set[str] = field(default_factory=set)
+    allowlist: Any = None
+    used: set[str] = field(default_factory=set)  # ignore-file fingerprints that matched a finding
 
     def suppressed(self, f: Finding) -> bool:
-        return f.fingerprint in self.fingerprints or f.fingerprint in self.baseline
+        # every kind is consulted, so each entry that matches is known to be in use
+        ignored = f.fingerprint in self.fingerprints
+        if ignored:
+            self.used.add(f.fingerprint)
+        allowed = self.allowlist is not None and self.allowlist.allows(f)
+        return ignored or allowed or f.fingerprint in self.baseline
 
 
 class SuppressionError(ValueError):

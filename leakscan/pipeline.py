@@ -49,6 +49,9 @@ class ScanResult:
     stats: ScanStats = field(default_factory=ScanStats)
     suppressed: int = 0
 
+    def __iter__(self) -> Iterator[Finding]:
+        return iter(self.findings)
+
 
 class Verifier(Protocol):
     def submit(self, findings: Iterable[Finding]) -> None: ...
@@ -98,10 +101,12 @@ class Batch:
 
 
 def run(sources: Sequence[Source], scanner: Scanner, *, store=None, jobs: int | None = None,
-        suppressions: Suppressions | None = None, verifier: Verifier | None = None) -> ScanResult:  # fmt: skip
+        suppressions: Suppressions | None = None, verifier: Verifier | None = None,
+        scope=None) -> ScanResult:  # fmt: skip
     """Scan `sources` in order into one result. `jobs`: worker processes (None: all cores, for
     work over PARALLEL_MIN_BYTES). The verifier sees unsuppressed findings as they are found and
-    is closed (its last verdict awaited) before this returns."""
+    is closed (its last verdict awaited) before this returns. `scope` (a `config.Scope`) drops
+    excluded places and skips blobs over the size limit, before anything is read."""
     started = time.monotonic()
     result = ScanResult()
     found: list[Finding] = []
@@ -121,6 +126,10 @@ def run(sources: Sequence[Source], scanner: Scanner, *, store=None, jobs: int | 
         for source in sources:
             blobs: list[Blob] = []
             for item in source.listing():
+                if scope is not None and not isinstance(item, Skip):
+                    item = scope.narrow(item)
+                    if item is None:
+                        continue
                 (result.skipped if isinstance(item, Skip) else blobs).append(item)
             keys = [b.key for b in blobs if b.key is not None]
             if store is not None and keys:
@@ -231,7 +240,8 @@ def default_jobs() -> int:
 
 
 def scan_hub_repo(repo, scanner: Scanner, *, store_path: Path | None = None, verify: bool = True,
-                  discussions: bool = True, max_bytes: int | None = None, lfs=None) -> ScanResult:  # fmt: skip
+                  discussions: bool = True, max_bytes: int | None = None, lfs=None,
+                  suppressions: Suppressions | None = None, scope=None) -> ScanResult:  # fmt: skip
     """One Hub repository as the long-running surfaces (`serve`, `sweep`) scan it: the mirror
     fetched incrementally, the scan cache and verdicts from the store at `store_path`, verified
     unless told not to, in this process. Raises HubError (and GitSourceError) for the caller to
@@ -242,14 +252,15 @@ def scan_hub_repo(repo, scanner: Scanner, *, store_path: Path | None = None, ver
     store = Store(store_path) if store_path else None
     try:
         # the mirror is fetched first: a repository that cannot be had starts no verifier
-        sources = hub_sources(repo, store=store, cache_key=scanner.cache_key, discussions=discussions,
+        key = scope.history_key(scanner.cache_key) if scope is not None else scanner.cache_key
+        sources = hub_sources(repo, store=store, cache_key=key, discussions=discussions,
                               max_bytes=max_bytes, lfs=lfs)  # fmt: skip
         verifier = None
         if verify:
             from .verify.engine import BackgroundVerifier
 
             verifier = BackgroundVerifier(scanner.ruleset, store_path=store_path)
-        return run(sources, scanner, store=store, jobs=1, verifier=verifier)
+        return run(sources, scanner, store=store, jobs=1, verifier=verifier, suppressions=suppressions, scope=scope)
     finally:
         if store is not None:
             store.close()

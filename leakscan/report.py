@@ -15,6 +15,7 @@ from rich.text import Text
 from . import __version__
 from .detectors import RuleSet
 from .model import Finding, Skip
+from .schema import SCHEMA_VERSION
 from .textsafe import escape
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -28,7 +29,9 @@ def render(fmt: str, findings: Sequence[Finding], out: IO[str], *, skipped: Sequ
            color: bool = False) -> None:  # fmt: skip
     if fmt in ("json", "jsonl"):
         # findings, then what could not be scanned and why ("type" tells them apart)
-        items = [f.to_dict(redact=redact) for f in findings] + [s.to_dict() for s in skipped]
+        # every item says which report schema it follows (`leakscan schema`)
+        items = [{"schema_version": SCHEMA_VERSION, **i} for i in
+                 [f.to_dict(redact=redact) for f in findings] + [s.to_dict() for s in skipped]]  # fmt: skip
         if fmt == "json":
             json.dump(items, out, indent=2)
             out.write("\n")

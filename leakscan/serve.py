@@ -158,6 +158,7 @@ class Config:
     max_connections: int = 0  # 0: from the descriptor limit (default_max_connections)
     idle_timeout: float = IDLE_TIMEOUT
     body_timeout: float = BODY_TIMEOUT
+    prepared: Any = None  # config.Prepared: rules, suppressions and scope shared with `scan`
 
 
 def default_max_connections() -> int:
@@ -177,7 +178,12 @@ class Service:
         self.config = config
         self.queue = Queue(connect(config.db, threads=True), "webhook", max_attempts=config.max_attempts,
                            lease=LEASE_SECONDS)  # fmt: skip
-        self.ruleset = load_rules()
+        self.suppressions = self.scope = None
+        if config.prepared is not None:
+            p = config.prepared
+            self.ruleset, self.suppressions, self.scope = p.ruleset, p.suppressions, p.scope
+        else:
+            self.ruleset = load_rules()
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.local = threading.local()
@@ -392,7 +398,8 @@ class Service:
                 self.local.scanner = Scanner(self.ruleset)
             hub_repo = HubRepo(kind, name, endpoint())
             result = scan_hub_repo(hub_repo, self.local.scanner, store_path=self.config.db, verify=self.config.verify,
-                                   max_bytes=self.config.max_repo_bytes, lfs=self.config.lfs)  # fmt: skip
+                                   max_bytes=self.config.max_repo_bytes, lfs=self.config.lfs,
+                                   suppressions=self.suppressions, scope=self.scope)  # fmt: skip
             if self.config.callbacks:
                 from .revoke import revoke
 

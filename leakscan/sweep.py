@@ -73,6 +73,7 @@ class Options:
     redact: bool = False
     callbacks: list[dict] = field(default_factory=list)
     progress: Callable[[int], Any] | None = None  # a display for a pass of N scans: advance(report), stop()
+    settings: Any = None  # config.Settings: rules, suppressions and scope shared with `scan`
 
 
 # ---- the lock -------------------------------------------------------------------------------
@@ -159,12 +160,13 @@ def _resolve_sha(endpoint: str, item: Listed) -> None:
 # ---- the worker: one repository, in a pool process or a Ray task -------------------------------
 
 _SCANNER = None
+_PREPARED = None  # the worker's config.Prepared, when the sweep was given settings
 
 
 def scan_one(task: dict[str, Any]) -> dict[str, Any]:
     """Fetch one repository into the mirror cache and scan what is new. Never raises for a
     repository's own failure: the error goes back to the driver, which retries or parks."""
-    global _SCANNER
+    global _SCANNER, _PREPARED
     import socket
 
     from .pipeline import scan_hub_repo
@@ -180,11 +182,16 @@ def scan_one(task: dict[str, Any]) -> dict[str, Any]:
             from .detectors import load_rules
             from .scan import Scanner
 
-            _SCANNER = Scanner(load_rules())
+            if task.get("settings") is not None:
+                from .config import prepare
+
+                _PREPARED = prepare(task["settings"])
+            _SCANNER = Scanner(_PREPARED.ruleset if _PREPARED else load_rules())
         repo = HubRepo(task["repo_type"], task["repo_id"], task["endpoint"])
         result = scan_hub_repo(repo, _SCANNER, store_path=task.get("cache_db"), verify=bool(task.get("verify")),
                                discussions=task.get("discussions", True), max_bytes=task.get("max_bytes"),
-                               lfs=task.get("lfs"))  # fmt: skip
+                               lfs=task.get("lfs"), suppressions=_PREPARED.suppressions if _PREPARED else None,
+                               scope=_PREPARED.scope if _PREPARED else None)  # fmt: skip
         out["findings"] = result.findings
         out["warnings"] = [s.reason for s in result.skipped if s.path == "discussions"]
     except Exception as exc:  # HubError, git and network failures
@@ -406,7 +413,8 @@ def _scan_all(opts: Options, db, queue: Queue, base: str, pass_id: int, waiting:
 
     outputs = Outputs(opts.output, opts.redact)
     common = {"endpoint": base, "hub_cache": str(cache_dir()), "cache_db": str(opts.db), "verify": opts.verify,
-              "discussions": opts.discussions, "max_bytes": opts.max_repo_bytes, "lfs": opts.lfs}  # fmt: skip
+              "discussions": opts.discussions, "max_bytes": opts.max_repo_bytes, "lfs": opts.lfs,
+              "settings": opts.settings}  # fmt: skip
     limit = opts.in_flight or max(1, opts.workers * 2)
     executor = RayExecutor(opts.workers, opts.ray_address) if (opts.ray or opts.ray_address) else LocalExecutor(opts.workers)
     bar = opts.progress(len(waiting)) if opts.progress else None

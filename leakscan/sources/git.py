@@ -512,6 +512,17 @@ class GitRepo:
             warnings.append(GitWarning(name, f"history unreadable, skipped: {bad[oid]}", oid))
         return _Walk((), (*good, *negatives)), warnings
 
+    def is_ancestor(self, old: str, new: str) -> bool:
+        """Whether commit `old` is in `new`'s history (both full ids)."""
+        Pushed((old, new))  # validates the ids
+        code, _, _ = self._run(["merge-base", "--is-ancestor", old, new])
+        return code == 0
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        Pushed((a, b))
+        code, out, _ = self._run(["merge-base", a, b])
+        return out.decode().strip() or None if code == 0 else None
+
     def ref_tips(self) -> list[str]:
         """The object ids of every ref and HEAD: what a scan of all refs has covered."""
         return sorted({oid for _, oid in self._refs()})
@@ -912,6 +923,26 @@ class GitRepo:
         if code != 0:
             raise GitSourceError(f"cannot list the work tree: {_first_line(err)}")
         return sorted({_text(p) for p in out.split(b"\0") if p})
+
+    def index_entries(self, index_file: str | None = None) -> Iterator[tuple[str, str, str]]:
+        """(mode, blob oid, path) of every entry of the index (`index_file`: another index, such
+        as the one `git commit -a` prepares and names in GIT_INDEX_FILE); conflicted paths once
+        per stage. `ls-files` reads the index only: no filter, hook or fsmonitor runs."""
+        if self.bare:
+            return
+        env = dict(self._env)
+        if index_file:
+            env["GIT_INDEX_FILE"] = index_file
+        proc = subprocess.run([*self._base, "-C", str(self.path), f"--work-tree={self.path}", "ls-files", "-z", "--stage",
+                               "--full-name"], capture_output=True, env=env, cwd=self.git_dir,
+                              stdin=subprocess.DEVNULL)  # fmt: skip
+        if proc.returncode != 0:
+            raise GitSourceError(f"cannot read the index: {_first_line(proc.stderr)}")
+        for entry in proc.stdout.split(b"\0"):
+            meta, _, path = entry.partition(b"\t")
+            parts = meta.split()
+            if len(parts) == 3:
+                yield parts[0].decode(), parts[1].decode(), _text(path)
 
     def head_blobs(self, rev: str = "HEAD") -> frozenset[str]:
         """The set of blob oids in HEAD's tree: is a secret's blob still present at the tip?"""
