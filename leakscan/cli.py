@@ -17,7 +17,6 @@ from typing import Annotated, Optional
 
 import click
 import typer
-from rich.console import Console
 
 from . import __version__
 from .decoders import Limits
@@ -29,7 +28,6 @@ from .scan import Scanner
 from .sources.git import GitSourceError, open_repo
 from .store import Store, StoreError
 from .store.db import open_private
-from .verify.engine import BackgroundVerifier
 from .store import default_path as default_store_path
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -293,6 +291,7 @@ def repo(
             combined.stats.seconds += result.stats.seconds
             combined.stats.incremental |= result.stats.incremental
     if len(targets) > 1:
+        from rich.console import Console
         from rich.table import Table
 
         table = Table("repository", "status", "result", title=f"{author}: {len(targets)} repositories")
@@ -312,6 +311,7 @@ def _progress(items: list, show: bool):
     if not show or not sys.stderr.isatty():
         yield from items
         return
+    from rich.console import Console
     from rich.progress import track
 
     yield from track(items, description="scanning repositories", console=Console(stderr=True), transient=True)
@@ -442,6 +442,8 @@ def _report(result: ScanResult, ruleset: RuleSet, fmt: Format | None, output: Pa
 
 
 def _callbacks(webhooks, commands, builtins, plugins, config: Path | None) -> list[dict]:
+    if not (webhooks or commands or builtins or plugins or config):
+        return []  # without importing the delivery code (aiohttp): most scans revoke nothing
     import shlex
     import tomllib
 
@@ -480,7 +482,10 @@ def _revoke(store: Store, findings: list, callbacks: list[dict], repo: str) -> N
 def _verifier(ruleset: RuleSet, store: Store | None, intrusive: bool, timeout: float) -> BackgroundVerifier:
     """Verification running alongside the scan, with a progress bar on a terminal."""
     bar = progress = None
+    from .verify.background import BackgroundVerifier
+
     if sys.stderr.isatty():
+        from rich.console import Console
         from rich.progress import Progress
 
         bar = Progress(transient=True, console=Console(stderr=True))
@@ -609,6 +614,7 @@ def revoke_flush(db: DbOpt = None) -> None:
 def revoke_list(db: DbOpt = None, fmt: Annotated[Optional[Format], typer.Option("--format", "-f")] = None) -> None:
     """Pending, parked and delivered revocations, redacted."""
 
+    from rich.console import Console
     from rich.table import Table
 
     from .revoke.outbox import Outbox

@@ -226,7 +226,7 @@ def scan_hub_repo(repo, scanner: Scanner, *, store_path: Path | None = None, ver
                               max_bytes=max_bytes, lfs=lfs)  # fmt: skip
         verifier = None
         if verify:
-            from .verify.engine import BackgroundVerifier
+            from .verify.background import BackgroundVerifier
 
             verifier = BackgroundVerifier(scanner.ruleset, store_path=store_path)
         return run(sources, scanner, store=store, jobs=1, verifier=verifier)
