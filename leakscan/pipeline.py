@@ -108,10 +108,11 @@ def run(sources: Sequence[Source], scanner: Scanner, *, store=None, jobs: int | 
     notify = None
     if verifier is not None:
         notify = lambda fs: verifier.submit(_unsuppressed(fs, suppressions))  # noqa: E731
+    listings = _Listings(sources)
     try:
-        for source in sources:
+        for i, source in enumerate(sources):
             blobs: list[Blob] = []
-            for item in source.listing():
+            for item in listings.take(i):
                 (result.skipped if isinstance(item, Skip) else blobs).append(item)
             keys = [b.key for b in blobs if b.key is not None]
             if store is not None and keys:
@@ -129,6 +130,7 @@ def run(sources: Sequence[Source], scanner: Scanner, *, store=None, jobs: int | 
             result.stats.bytes += batch.bytes
             result.stats.incremental |= source.incremental
     finally:
+        listings.close()
         if verifier is not None:
             verifier.close()
     unique = dedupe(found)
@@ -140,6 +142,49 @@ def run(sources: Sequence[Source], scanner: Scanner, *, store=None, jobs: int | 
     result.skipped.sort(key=lambda s: (s.path, s.container or ""))
     result.stats.seconds = time.monotonic() - started
     return result
+
+
+class _Listings:
+    """Each source's listing, the independent ones (`Source.independent_listing`) taken in
+    threads alongside the first source's: listing a history is mostly waiting for `git log`,
+    and two walks keep both cores busy. Every thread has ended when the first listing has been
+    taken, before any worker process is forked (a fork copies no running thread, and could copy
+    a pipe end mid-`Popen`, keeping a git process's reader from its end of file)."""
+
+    def __init__(self, sources: Sequence[Source]) -> None:
+        import threading
+
+        self.sources = sources
+        self.ahead: dict[int, tuple[threading.Thread, list]] = {}
+        for i, source in enumerate(sources):
+            if i > 0 and source.independent_listing:
+                box: list = []
+                thread = threading.Thread(target=_list_into, args=(source, box), name="leakscan-listing", daemon=True)
+                thread.start()
+                self.ahead[i] = (thread, box)
+
+    def take(self, i: int) -> list:
+        if i in self.ahead:
+            thread, box = self.ahead.pop(i)
+            thread.join()
+            if isinstance(box[0], BaseException):
+                raise box[0]
+            return box[0]
+        items = list(self.sources[i].listing())
+        if i == 0:
+            self.close()
+        return items
+
+    def close(self) -> None:
+        for thread, _ in self.ahead.values():
+            thread.join()
+
+
+def _list_into(source: Source, box: list) -> None:
+    try:
+        box.append(list(source.listing()))
+    except BaseException as exc:  # re-raised where the pipeline takes this listing
+        box.append(exc)
 
 
 def _scan(source: Source, scanner: Scanner, blobs: list[Blob], jobs: int | None,
