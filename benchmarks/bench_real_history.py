@@ -84,9 +84,10 @@ def main() -> None:
                 report = out_dir / f"{name}-{r}.json"
                 runs[name].append(timed(commands[name], report if name == "leakscan" else None))
                 if name == "leakscan":
-                    try:
-                        findings = len(json.loads(report.read_text()).get("findings", []))
-                    except (ValueError, AttributeError):
+                    try:  # findings, then skips ("type" tells them apart)
+                        items = json.loads(report.read_text())
+                        findings = sum(1 for i in items if i.get("type", "finding") == "finding")
+                    except (ValueError, AttributeError, TypeError):
                         findings = None
             print(f"round {r + 1}: " + "  ".join(
                 f"{n} {runs[n][-1].wall:.2f} s (cpu {runs[n][-1].cpu:.2f} s, peak {runs[n][-1].rss_mb:.0f} MiB)"

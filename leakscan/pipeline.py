@@ -109,16 +109,36 @@ def run(sources: Sequence[Source], scanner: Scanner, *, store=None, jobs: int | 
     if verifier is not None:
         notify = lambda fs: verifier.submit(_unsuppressed(fs, suppressions))  # noqa: E731
     listings = _Listings(sources)
+    # the next source's listing and, when small, its scan, done while workers scan this one
+    early: dict[int, tuple[list[Skip], list[Blob], Batch | None]] = {}
+
+    def todo(i: int) -> tuple[list[Skip], list[Blob]]:
+        skipped: list[Skip] = []
+        blobs: list[Blob] = []
+        for item in listings.take(i):
+            (skipped if isinstance(item, Skip) else blobs).append(item)
+        keys = [b.key for b in blobs if b.key is not None]
+        if store is not None and keys:
+            known = store.scanned_objects(scanner.cache_key, keys)
+            blobs = [b for b in blobs if b.key is None or known.get(b.key, 1) > 0]
+        return skipped, blobs
+
+    def meanwhile(j: int) -> None:
+        skipped, blobs = todo(j)
+        serial = not _parallel(sources[j], blobs, jobs)
+        early[j] = (skipped, blobs, _scan(sources[j], scanner, blobs, jobs, notify) if serial else None)
+
     try:
         for i, source in enumerate(sources):
-            blobs: list[Blob] = []
-            for item in listings.take(i):
-                (result.skipped if isinstance(item, Skip) else blobs).append(item)
-            keys = [b.key for b in blobs if b.key is not None]
-            if store is not None and keys:
-                known = store.scanned_objects(scanner.cache_key, keys)
-                blobs = [b for b in blobs if b.key is None or known.get(b.key, 1) > 0]
-            batch = _scan(source, scanner, blobs, jobs, notify)
+            if i in early:
+                skipped, blobs, batch = early.pop(i)
+            else:
+                skipped, blobs = todo(i)
+                batch = None
+            result.skipped += skipped
+            if batch is None:
+                ahead = i + 1 < len(sources) and listings.ready(i + 1)
+                batch = _scan(source, scanner, blobs, jobs, notify, (lambda: meanwhile(i + 1)) if ahead else None)
             if store is not None and batch.scanned:
                 store.record_objects(scanner.cache_key, batch.scanned)
             found += source.finish(batch.found, batch.scanned)
@@ -156,6 +176,7 @@ class _Listings:
 
         self.sources = sources
         self.ahead: dict[int, tuple[threading.Thread, list]] = {}
+        self.done: dict[int, tuple[threading.Thread, list]] = {}  # joined, not yet taken
         for i, source in enumerate(sources):
             if i > 0 and source.independent_listing:
                 box: list = []
@@ -163,9 +184,13 @@ class _Listings:
                 thread.start()
                 self.ahead[i] = (thread, box)
 
+    def ready(self, i: int) -> bool:
+        """Whether listing `i` was taken in a thread (and may be taken before the ones before it)."""
+        return i in self.ahead or i in self.done
+
     def take(self, i: int) -> list:
-        if i in self.ahead:
-            thread, box = self.ahead.pop(i)
+        if i in self.ahead or i in self.done:
+            thread, box = self.ahead.pop(i, None) or self.done.pop(i)
             thread.join()
             if isinstance(box[0], BaseException):
                 raise box[0]
@@ -176,8 +201,9 @@ class _Listings:
         return items
 
     def close(self) -> None:
-        for thread, _ in self.ahead.values():
+        for i, (thread, box) in list(self.ahead.items()):
             thread.join()
+            self.done[i] = self.ahead.pop(i)
 
 
 def _list_into(source: Source, box: list) -> None:
@@ -187,20 +213,27 @@ def _list_into(source: Source, box: list) -> None:
         box.append(exc)
 
 
-def _scan(source: Source, scanner: Scanner, blobs: list[Blob], jobs: int | None,
-          notify: Callable[[list[Finding]], None] | None) -> Batch:  # fmt: skip
-    total = sum(b.size for b in blobs)
+def _parallel(source: Source, blobs: list[Blob], jobs: int | None) -> bool:
     workers = jobs or default_jobs()
-    parallel = source.opener is not None and workers > 1 and len(blobs) > 1 and (jobs is not None or total >= PARALLEL_MIN_BYTES)
+    return source.opener is not None and workers > 1 and len(blobs) > 1 and (
+        jobs is not None or sum(b.size for b in blobs) >= PARALLEL_MIN_BYTES)
+
+
+def _scan(source: Source, scanner: Scanner, blobs: list[Blob], jobs: int | None,
+          notify: Callable[[list[Finding]], None] | None, meanwhile: Callable[[], None] | None = None) -> Batch:  # fmt: skip
+    """`meanwhile`: work for this process while its workers scan (run in any case)."""
     lfs_store = source.lfs_store
     batch = Batch()
-    if not parallel:
+    if not _parallel(source, blobs, jobs):
         batch.take(scanner, source.read(blobs), lfs_store)
         if notify and batch.found:
             notify(batch.found)
+        if meanwhile is not None:
+            meanwhile()
         return batch
+    workers = jobs or default_jobs()
     shards = [(source.opener, part, lfs_store) for part in _shards(blobs, workers * SHARDS_PER_WORKER)]
-    for part in map_batches(scanner, _scan_shard, shards, workers):
+    for part in map_batches(scanner, _scan_shard, shards, workers, meanwhile):
         batch.merge(part)
         if notify and part.found:
             notify(part.found)
@@ -238,17 +271,24 @@ def _worker_scanner() -> Scanner:
     return _WORKER_SCANNER
 
 
-def map_batches(scanner: Scanner, func, batches: Iterable, jobs: int) -> Iterator:
+def map_batches(scanner: Scanner, func, batches: Iterable, jobs: int,
+                meanwhile: Callable[[], None] | None = None) -> Iterator:  # fmt: skip
     """`func(batch)` over batches, in forked workers sharing `scanner` when jobs > 1, results in
-    batch order (so output is deterministic)."""
+    batch order (so output is deterministic). `meanwhile` runs here once the workers have their
+    batches (after them all when jobs is 1)."""
     global _WORKER_SCANNER
     _WORKER_SCANNER = scanner
     if jobs <= 1:
         yield from map(func, batches)
+        if meanwhile is not None:
+            meanwhile()
         return
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(jobs) as pool:
-        yield from pool.imap(func, batches)
+        results = pool.imap(func, batches)
+        if meanwhile is not None:
+            meanwhile()
+        yield from results
 
 
 def default_jobs() -> int:
