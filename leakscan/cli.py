@@ -22,7 +22,6 @@ from . import __version__
 from .decoders import Limits
 from .detectors import DetectorError, RuleSet, load_rules
 from .findings import Suppressions, SuppressionError, read_baseline, read_ignore_file
-from .report import render
 from .pipeline import ScanResult, run
 from .scan import Scanner
 from .sources.git import GitSourceError, open_repo
@@ -104,6 +103,7 @@ def _summary(result: ScanResult) -> str:
 
 
 def _emit(result: ScanResult, ruleset: RuleSet, fmt: Format | None, output: Path | None, redact: bool) -> int:
+    from .report import render  # rich: not for the hook, which reports in its own words
     chosen = fmt.value if fmt else "table"
     summary = _summary(result)
     if output:
