@@ -13,22 +13,22 @@ import time
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import click
 import typer
-from rich.console import Console
 
 from . import __version__
 from .decoders import Limits
 from .detectors import DetectorError, RuleSet, load_rules
-from .report import render
 from .pipeline import ScanResult, run
 from .scan import Scanner
 from .sources.git import GitSourceError, open_repo
 from .store import Store, StoreError
+
+if TYPE_CHECKING:
+    from .verify.background import BackgroundVerifier
 from .store.db import open_private
-from .verify.engine import BackgroundVerifier
 from .store import default_path as default_store_path
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -125,6 +125,7 @@ def _summary(result: ScanResult) -> str:
 
 def _emit(result: ScanResult, ruleset: RuleSet, fmt: Format | None, output: Path | None, redact: bool) -> int:
     from .messages import quiet, say
+    from .report import render  # rich: not for the hook, which reports in its own words
 
     chosen = fmt.value if fmt else "table"
     summary = _summary(result)
@@ -392,6 +393,7 @@ def repo(
             combined.stats.seconds += result.stats.seconds
             combined.stats.incremental |= result.stats.incremental
     if len(targets) > 1:
+        from rich.console import Console
         from rich.table import Table
 
         table = Table("repository", "status", "result", title=f"{author}: {len(targets)} repositories")
@@ -415,6 +417,7 @@ def _progress(items: list, show: bool):
     if not show or not sys.stderr.isatty():
         yield from items
         return
+    from rich.console import Console
     from rich.progress import track
 
     yield from track(items, description="scanning repositories", console=Console(stderr=True), transient=True)
@@ -601,6 +604,8 @@ def _report(result: ScanResult, ruleset: RuleSet, fmt: Format | None, output: Pa
 
 
 def _callbacks(webhooks, commands, builtins, plugins, config: Path | None) -> list[dict]:
+    if not (webhooks or commands or builtins or plugins or config):
+        return []  # without importing the delivery code (aiohttp): most scans revoke nothing
     import shlex
     import tomllib
 
@@ -639,7 +644,10 @@ def _revoke(store: Store, findings: list, callbacks: list[dict], repo: str) -> N
 def _verifier(ruleset: RuleSet, store: Store | None, intrusive: bool, timeout: float) -> BackgroundVerifier:
     """Verification running alongside the scan, with a progress bar on a terminal."""
     bar = progress = None
+    from .verify.background import BackgroundVerifier
+
     if sys.stderr.isatty():
+        from rich.console import Console
         from rich.progress import Progress
 
         bar = Progress(transient=True, console=Console(stderr=True))
@@ -832,6 +840,7 @@ def revoke_flush(db: DbOpt = None) -> None:
 def revoke_list(db: DbOpt = None, fmt: Annotated[Optional[Format], typer.Option("--format", "-f")] = None) -> None:
     """Pending, parked and delivered revocations, redacted."""
 
+    from rich.console import Console
     from rich.table import Table
 
     from .revoke.outbox import Outbox

@@ -7,8 +7,12 @@ detectors/README.md.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import os
+import pickle
 import re as _stdlib_re  # only to compute pattern widths; matching uses `regex`
+import sys
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +22,9 @@ from typing import Any
 
 import regex
 
+from . import __version__
 from .checks import CHECKS, FILTERS
+from .paths import cache_root
 from .verify.spec import SpecError, VerifySpec, parse_spec
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "detectors"
@@ -69,8 +75,11 @@ class Rule:
 
     @property
     def regex(self) -> regex.Pattern:
-        """The pattern compiled for matching bytes (compiled once, when the file is loaded)."""
-        assert self.compiled is not None
+        """The pattern compiled for matching bytes: when the file is loaded, or, for a rule set
+        loaded from the cache (validated when it was written), on first use: compiling every
+        pattern took most of a second, and a scan confirms with few of them."""
+        if self.compiled is None:
+            object.__setattr__(self, "compiled", regex.compile(self.pattern.encode()))
         return self.compiled
 
     @cached_property
@@ -268,23 +277,33 @@ def default_dirs() -> list[Path]:
 def load_rules(dirs: list[Path] | None = None, *, only: set[str] | None = None, extra: Sequence[Rule] = (),
                defaults: bool = True) -> RuleSet:  # fmt: skip
     """The detectors of `dirs` (default: the built-in ones; none when `defaults` is false and no
-    dirs are given) plus `extra` rules (a config file's), narrowed to `only`."""
-    rules: list[Rule] = []
-    seen: dict[str, str] = {}
+    dirs are given) plus `extra` rules (a config file's), narrowed to `only`. The validated
+    detector files are cached (`_ruleset_cache_path`); `extra` rules never are."""
+    listed: list[tuple[Path, list[Path]]] = []
     for d in dirs or (default_dirs() if defaults else []):
         files = sorted(d.glob("*.toml")) if d.is_dir() else [d]
         if d.is_dir() and not files:
             raise DetectorError(f"{d}: no detector files (*.toml)")
-        for f in files:
-            for rule in load_file(f):
-                if rule.id in seen:
-                    raise DetectorError(f"{f.name}: rule {rule.id}: id already used in {seen[rule.id]}")
-                seen[rule.id] = f.name
-                rules.append(rule)
+        listed.append((d, files))
+    cache = _ruleset_cache_path([f for _, files in listed for f in files]) if listed else None
+    cached = _load_cached(cache) if cache is not None else None
+    rules: list[Rule] = list(cached) if cached is not None else []
+    if cached is None:
+        seen: dict[str, str] = {}
+        for _, files in listed:
+            for f in files:
+                for rule in load_file(f):
+                    if rule.id in seen:
+                        raise DetectorError(f"{f.name}: rule {rule.id}: id already used in {seen[rule.id]}")
+                    seen[rule.id] = f.name
+                    rules.append(rule)
+        if cache is not None:
+            _store_cached(cache, rules)
+    known = {r.id: r.source_file for r in rules}
     for rule in extra:
-        if rule.id in seen:
-            raise DetectorError(f"{rule.source_file}: rule {rule.id}: id already used in {seen[rule.id]}")
-        seen[rule.id] = rule.source_file
+        if rule.id in known:
+            raise DetectorError(f"{rule.source_file}: rule {rule.id}: id already used in {known[rule.id]}")
+        known[rule.id] = rule.source_file
         rules.append(rule)
     if only:
         missing = only - {r.id for r in rules} - {r.provider for r in rules}
@@ -292,6 +311,49 @@ def load_rules(dirs: list[Path] | None = None, *, only: set[str] | None = None, 
             raise DetectorError(f"unknown detector(s): {', '.join(sorted(missing))}")
         rules = [r for r in rules if r.id in only or r.provider in only]
     return RuleSet(tuple(rules))
+
+
+_RULESET_FORMAT = 1  # bump when what a cached rule set holds changes shape
+
+
+def _ruleset_cache_path(files: list[Path]) -> Path | None:
+    """Where the rule set built from `files` is cached: keyed by their names and bytes, the
+    code that validates them and the Python version, so that any change is a miss. Reading the
+    files is a few milliseconds; parsing and validating them took most of a second."""
+    if os.environ.get("LEAKSCAN_NO_CACHE"):
+        return None
+    h = hashlib.sha256(f"{__version__}\0{sys.version}\0{_RULESET_FORMAT}".encode())
+    here = Path(__file__).parent
+    try:
+        for code in (here / "detectors.py", here / "checks.py", here / "verify" / "spec.py"):
+            h.update(code.read_bytes())
+        for f in files:
+            data = f.read_bytes()
+            h.update(f"\0{f.name}\0{len(data)}\0".encode())
+            h.update(data)
+    except OSError:
+        return None  # load_file reports an unreadable file
+    return cache_root() / f"rules-{h.hexdigest()[:32]}.pickle"
+
+
+def _load_cached(path: Path) -> list[Rule] | None:
+    # The cache dir is the user's own, like the compiled Hyperscan database beside it; nothing
+    # from a scanned repository is ever unpickled. A damaged or foreign file is a miss.
+    try:
+        rules = pickle.loads(path.read_bytes())
+    except Exception:
+        return None
+    if not isinstance(rules, list) or not all(isinstance(r, Rule) for r in rules):
+        return None
+    return rules
+
+
+def _store_cached(path: Path, rules: list[Rule]) -> None:
+    from .matcher import _write_atomically  # the matcher imports this module
+
+    # patterns are stored as text: a pickled compiled pattern is compiled again on loading
+    bare = [dataclasses.replace(r, compiled=None) for r in rules]
+    _write_atomically(path, pickle.dumps(bare, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 TABLE_BEGIN = "<!-- provider-table:begin (generated by `leakscan detectors table --write`; do not edit) -->"

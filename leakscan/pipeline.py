@@ -122,20 +122,41 @@ def run(sources: Sequence[Source], scanner: Scanner, *, store=None, jobs: int | 
     notify = None
     if verifier is not None:
         notify = lambda fs: verifier.submit(_unsuppressed(fs, suppressions))  # noqa: E731
+    listings = _Listings(sources)
+    # the next source's listing and, when small, its scan, done while workers scan this one
+    early: dict[int, tuple[list[Skip], list[Blob], Batch | None]] = {}
+
+    def todo(i: int) -> tuple[list[Skip], list[Blob]]:
+        skipped: list[Skip] = []
+        blobs: list[Blob] = []
+        for item in listings.take(i):
+            if scope is not None and not isinstance(item, Skip):
+                item = scope.narrow(item)
+                if item is None:
+                    continue
+            (skipped if isinstance(item, Skip) else blobs).append(item)
+        keys = [b.key for b in blobs if b.key is not None]
+        if store is not None and keys:
+            known = store.scanned_objects(scanner.cache_key, keys)
+            blobs = [b for b in blobs if b.key is None or known.get(b.key, 1) > 0]
+        return skipped, blobs
+
+    def meanwhile(j: int) -> None:
+        skipped, blobs = todo(j)
+        serial = not _parallel(sources[j], blobs, jobs)
+        early[j] = (skipped, blobs, _scan(sources[j], scanner, blobs, jobs, notify) if serial else None)
+
     try:
-        for source in sources:
-            blobs: list[Blob] = []
-            for item in source.listing():
-                if scope is not None and not isinstance(item, Skip):
-                    item = scope.narrow(item)
-                    if item is None:
-                        continue
-                (result.skipped if isinstance(item, Skip) else blobs).append(item)
-            keys = [b.key for b in blobs if b.key is not None]
-            if store is not None and keys:
-                known = store.scanned_objects(scanner.cache_key, keys)
-                blobs = [b for b in blobs if b.key is None or known.get(b.key, 1) > 0]
-            batch = _scan(source, scanner, blobs, jobs, notify)
+        for i, source in enumerate(sources):
+            if i in early:
+                skipped, blobs, batch = early.pop(i)
+            else:
+                skipped, blobs = todo(i)
+                batch = None
+            result.skipped += skipped
+            if batch is None:
+                ahead = i + 1 < len(sources) and listings.ready(i + 1)
+                batch = _scan(source, scanner, blobs, jobs, notify, (lambda: meanwhile(i + 1)) if ahead else None)
             if store is not None and batch.scanned:
                 store.record_objects(scanner.cache_key, batch.scanned)
             found += source.finish(batch.found, batch.scanned)
@@ -147,6 +168,7 @@ def run(sources: Sequence[Source], scanner: Scanner, *, store=None, jobs: int | 
             result.stats.bytes += batch.bytes
             result.stats.incremental |= source.incremental
     finally:
+        listings.close()
         if verifier is not None:
             verifier.close()
     unique = dedupe(found)
@@ -171,20 +193,76 @@ def mark_revoked(findings: Iterable[Finding], revoked: set[str]) -> None:
             f.verification = "revoked"
 
 
-def _scan(source: Source, scanner: Scanner, blobs: list[Blob], jobs: int | None,
-          notify: Callable[[list[Finding]], None] | None) -> Batch:  # fmt: skip
-    total = sum(b.size for b in blobs)
+class _Listings:
+    """Each source's listing, the independent ones (`Source.independent_listing`) taken in
+    threads alongside the first source's: listing a history is mostly waiting for `git log`,
+    and two walks keep both cores busy. Every thread has ended when the first listing has been
+    taken, before any worker process is forked (a fork copies no running thread, and could copy
+    a pipe end mid-`Popen`, keeping a git process's reader from its end of file)."""
+
+    def __init__(self, sources: Sequence[Source]) -> None:
+        import threading
+
+        self.sources = sources
+        self.ahead: dict[int, tuple[threading.Thread, list]] = {}
+        self.done: dict[int, tuple[threading.Thread, list]] = {}  # joined, not yet taken
+        for i, source in enumerate(sources):
+            if i > 0 and source.independent_listing:
+                box: list = []
+                thread = threading.Thread(target=_list_into, args=(source, box), name="leakscan-listing", daemon=True)
+                thread.start()
+                self.ahead[i] = (thread, box)
+
+    def ready(self, i: int) -> bool:
+        """Whether listing `i` was taken in a thread (and may be taken before the ones before it)."""
+        return i in self.ahead or i in self.done
+
+    def take(self, i: int) -> list:
+        if i in self.ahead or i in self.done:
+            thread, box = self.ahead.pop(i, None) or self.done.pop(i)
+            thread.join()
+            if isinstance(box[0], BaseException):
+                raise box[0]
+            return box[0]
+        items = list(self.sources[i].listing())
+        if i == 0:
+            self.close()
+        return items
+
+    def close(self) -> None:
+        for i, (thread, box) in list(self.ahead.items()):
+            thread.join()
+            self.done[i] = self.ahead.pop(i)
+
+
+def _list_into(source: Source, box: list) -> None:
+    try:
+        box.append(list(source.listing()))
+    except BaseException as exc:  # re-raised where the pipeline takes this listing
+        box.append(exc)
+
+
+def _parallel(source: Source, blobs: list[Blob], jobs: int | None) -> bool:
     workers = jobs or default_jobs()
-    parallel = source.opener is not None and workers > 1 and len(blobs) > 1 and (jobs is not None or total >= PARALLEL_MIN_BYTES)
+    return source.opener is not None and workers > 1 and len(blobs) > 1 and (
+        jobs is not None or sum(b.size for b in blobs) >= PARALLEL_MIN_BYTES)
+
+
+def _scan(source: Source, scanner: Scanner, blobs: list[Blob], jobs: int | None,
+          notify: Callable[[list[Finding]], None] | None, meanwhile: Callable[[], None] | None = None) -> Batch:  # fmt: skip
+    """`meanwhile`: work for this process while its workers scan (run in any case)."""
     lfs_store = source.lfs_store
     batch = Batch()
-    if not parallel:
+    if not _parallel(source, blobs, jobs):
         batch.take(scanner, source.read(blobs), lfs_store)
         if notify and batch.found:
             notify(batch.found)
+        if meanwhile is not None:
+            meanwhile()
         return batch
+    workers = jobs or default_jobs()
     shards = [(source.opener, part, lfs_store) for part in _shards(blobs, workers * SHARDS_PER_WORKER)]
-    for part in map_batches(scanner, _scan_shard, shards, workers):
+    for part in map_batches(scanner, _scan_shard, shards, workers, meanwhile):
         batch.merge(part)
         if notify and part.found:
             notify(part.found)
@@ -222,17 +300,24 @@ def _worker_scanner() -> Scanner:
     return _WORKER_SCANNER
 
 
-def map_batches(scanner: Scanner, func, batches: Iterable, jobs: int) -> Iterator:
+def map_batches(scanner: Scanner, func, batches: Iterable, jobs: int,
+                meanwhile: Callable[[], None] | None = None) -> Iterator:  # fmt: skip
     """`func(batch)` over batches, in forked workers sharing `scanner` when jobs > 1, results in
-    batch order (so output is deterministic)."""
+    batch order (so output is deterministic). `meanwhile` runs here once the workers have their
+    batches (after them all when jobs is 1)."""
     global _WORKER_SCANNER
     _WORKER_SCANNER = scanner
     if jobs <= 1:
         yield from map(func, batches)
+        if meanwhile is not None:
+            meanwhile()
         return
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(jobs) as pool:
-        yield from pool.imap(func, batches)
+        results = pool.imap(func, batches)
+        if meanwhile is not None:
+            meanwhile()
+        yield from results
 
 
 def default_jobs() -> int:
@@ -257,7 +342,7 @@ def scan_hub_repo(repo, scanner: Scanner, *, store_path: Path | None = None, ver
                               max_bytes=max_bytes, lfs=lfs)  # fmt: skip
         verifier = None
         if verify:
-            from .verify.engine import BackgroundVerifier
+            from .verify.background import BackgroundVerifier
 
             verifier = BackgroundVerifier(scanner.ruleset, store_path=store_path)
         return run(sources, scanner, store=store, jobs=1, verifier=verifier, suppressions=suppressions, scope=scope)

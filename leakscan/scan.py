@@ -19,7 +19,7 @@ from . import __version__
 from .detectors import RuleSet
 from .findings import fingerprint, make_finding
 from .locate import LineCounter, locate_bytes, locate_stream
-from .decoders import Limits, decode, is_lfs_pointer, lfs_oid, sniff
+from .decoders import Limits, decode, is_lfs_pointer, lfs_oid, no_text_format, no_text_reason, sniff
 from .decoders.stream import EncodedStream
 from .matcher import CHUNK_SIZE, Chunk, ChunkFeed, Matcher, bytes_reader, file_reader
 from .model import Candidate, Finding, Location, Place, Skip
@@ -70,6 +70,9 @@ class Scanner:
             return Scanned(self._raw(_chain(data, read), origin), [Skip(origin.path, why, origin.container)])
         if self.limits is None:
             return Scanned(self._raw(_chain(head, read), origin))
+        kind = no_text_format(head)
+        if kind is not None:
+            return Scanned(self._raw(_chain(head, read), origin), [Skip(origin.path, no_text_reason(kind), origin.container)])
         return self._scan_text_stream(head, read, origin)
 
     def _raw(self, read: Callable[[int], bytes], origin: Place) -> list[Finding]:

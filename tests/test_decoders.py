@@ -490,3 +490,19 @@ def test_lfs_pointer_yields_nothing():
     assert run("model.safetensors", ptr) == ([], [])
     assert not is_lfs_pointer(ptr + b"x" * 2000) and lfs_oid(b"hello") is None
     assert not is_lfs_pointer(ptr.replace(b"oid sha256:", b"oid sha1:"))
+
+
+def test_a_large_image_is_not_searched_for_encoded_text_and_says_so():
+    tok = token(HF, "png")
+    encoded = base64.b64encode(f"hf_token: {tok}\n".encode())
+    body = b"tEXtComment\0" + encoded + b"\0" + bytes(range(256)) * 4096  # 1 MiB of pixel-like bytes
+    png = b"\x89PNG\r\n\x1a\n" + body
+    layers, skips = run("docs/logo.png", png)
+    assert layers == []
+    assert skips == [Skip("docs/logo.png", "png image: raw bytes scanned, not searched for encoded text "
+                                           "(a format with no text layer)", None)]
+    # a small one costs nothing to search: it is searched (and a file that only looks like one
+    # further in is text as usual)
+    small = b"\x89PNG\r\n\x1a\n" + b"tEXtComment\0" + encoded + b"\0"
+    assert containing(run("icon.png", small)[0], tok) == ["base64@20"]
+    assert containing(run("notes.txt", b"x" + png)[0], tok) == ["base64@21"]

@@ -204,3 +204,17 @@ def test_detectors_check_passes_on_the_shipped_files():
     run = leakscan("detectors", "check")
     assert run.code == 0, run.err
     assert run.out.strip().endswith(" 0 problems")
+
+
+def test_a_scan_that_finds_nothing_imports_neither_verification_nor_revocation_code(tmp_path):
+    """Start-up matters most to the pre-receive hook: aiohttp (verification, revocation) is
+    imported only when there is something to verify."""
+    import subprocess
+    import sys
+
+    (tmp_path / "clean.py").write_text("x = 1\n")
+    code = ("import sys\nfrom leakscan.cli import main\ncode = main(['scan', sys.argv[1]])\n"
+            "print(code, sorted(m for m in ('aiohttp', 'leakscan.verify.engine', 'leakscan.revoke.deliver') if m in sys.modules))")
+    env = {k: v for k, v in os.environ.items() if k != "LEAKSCAN_NO_VERIFY"}
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env, timeout=60)
+    assert run.stdout.strip().splitlines()[-1] == "0 []", run.stderr

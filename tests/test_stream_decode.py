@@ -208,3 +208,18 @@ def test_scan_cli_finds_a_token_deep_in_a_big_base64_file(tmp_path):
     ((tok, offset),) = placed.items()
     assert [(f["secret"], f["path"], f["container"], f["line"]) for f in run.json] == [
         (tok, "blob.txt", "base64@0", where(bytes(text), offset)[0])]
+
+
+def test_a_streamed_image_has_its_raw_bytes_matched_and_its_encoded_text_search_skipped(scanner):
+    plain, hidden = token(HF, "plain"), token(HF, "hidden")
+    encoded = base64.b64encode(f"hf_token: {hidden}\n".encode())
+    data = b"GIF89a" + f"comment {plain} ".encode() + encoded + b" " + random.Random(3).randbytes(6 << 20)
+    got = scanner.scan_bytes(data, Place(path="art/big.gif"))
+    assert [(f.secret, f.container) for f in got.findings] == [(plain, None)]
+    assert got.skipped == [Skip("art/big.gif", "gif image: raw bytes scanned, not searched for encoded text "
+                                               "(a format with no text layer)", None)]
+    # the same bytes without the image signature are searched as they stream past
+    other = b"GIF" + data[6:]
+    got = scanner.scan_bytes(other, Place(path="art/big.bin"))
+    assert sorted((f.secret, f.container) for f in got.findings) == sorted(
+        [(plain, None), (hidden, f"base64@{other.index(encoded)}")])

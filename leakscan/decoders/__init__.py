@@ -33,7 +33,7 @@ from .notebook import notebook_cells, sniff_notebook
 from .pickles import pickle_strings, sniff_pickle
 from .safetensors import safetensors_metadata, sniff_safetensors
 
-__all__ = ["Layer", "Limits", "decode", "is_lfs_pointer", "lfs_oid", "sniff"]
+__all__ = ["Layer", "Limits", "decode", "is_lfs_pointer", "lfs_oid", "no_text_format", "no_text_reason", "sniff"]
 
 Handler = Callable[[bytes, str, Context], Iterator[Child | Problem]]
 HANDLERS: dict[str, Handler] = {
@@ -48,6 +48,38 @@ HANDLERS: dict[str, Handler] = {
     "gguf": gguf_metadata,
 }
 MEMBER_KINDS = frozenset({"zip-member", "tar-member"})
+
+
+# Formats whose payload is compressed or pixel data, never text: a search of a large one for
+# base64/hex/percent text is a pass over megabytes that cannot find any. Their raw bytes are
+# still matched (a token in a PNG text chunk or JPEG comment is plain text there). Formats
+# with string tables (executables, PDFs, audio tags) are not listed.
+NO_TEXT_MAGICS = (
+    (b"\x89PNG\r\n\x1a\n", "png image"),
+    (b"\xff\xd8\xff", "jpeg image"),
+    (b"GIF87a", "gif image"),
+    (b"GIF89a", "gif image"),
+    (b"wOFF", "woff font"),
+    (b"wOF2", "woff2 font"),
+    (b"7z\xbc\xaf\x27\x1c", "7z archive"),
+    (b"Rar!\x1a\x07", "rar archive"),
+    (b"\x28\xb5\x2f\xfd", "zstd stream"),
+)
+NO_TEXT_MIN_BYTES = 1 << 20  # smaller ones cost nothing to search (and would only add skips)
+
+
+def no_text_format(data: bytes) -> str | None:
+    """'png image', 'woff2 font', … for a blob in a known format with no text to decode."""
+    for magic, kind in NO_TEXT_MAGICS:
+        if data.startswith(magic):
+            return kind
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp image"
+    return None
+
+
+def no_text_reason(kind: str) -> str:
+    return f"{kind}: raw bytes scanned, not searched for encoded text (a format with no text layer)"
 
 
 def sniff(data: bytes, name: str = "") -> str | None:
@@ -110,6 +142,10 @@ def _expand(ctx: Context, path: str, data: bytes, name: str, chain: str, depth: 
                 return
             structured = yield from _run(ctx, path, HANDLERS[fmt](data, name, ctx), fmt, chain, depth, enc)
         if not structured and enc < ctx.limits.max_encoded_depth:
+            kind = no_text_format(data) if len(data) >= NO_TEXT_MIN_BYTES else None
+            if kind is not None:
+                yield Skip(path, no_text_reason(kind), chain or None)
+                return
             yield from _run(ctx, path, find_encoded(data, name, ctx), "encoded-text", chain, depth, enc)
     except LimitReached as exc:
         if exc.where is None:

@@ -46,6 +46,9 @@ class Source:
     incremental = False
     #: where fetched git-lfs content lives, scanned in place of the pointers naming it
     lfs_store = None
+    #: the listing needs nothing of the sources before it (nor the store's connection, which
+    #: stays in its thread): the pipeline lists it alongside theirs
+    independent_listing = False
 
     def listing(self) -> Iterator[Blob | Skip]:
         raise NotImplementedError
@@ -77,6 +80,7 @@ class Annotated(Source):
         self.inner, self.annotate = inner, annotate
         self.opener, self.history, self.lfs_store = inner.opener, inner.history, inner.lfs_store
         self.incremental = inner.incremental
+        self.independent_listing = inner.independent_listing
 
     def listing(self) -> Iterator[Blob | Skip]:
         yield from self.inner.listing()

@@ -194,6 +194,9 @@ class MessageHistory(Source):
     def __init__(self, repo: GitRepo, plan: _Plan, blobs: BlobHistory) -> None:
         self.repo, self.plan, self.blobs = repo, plan, blobs
         self.opener = bytes_opener
+        # a full walk asks the store nothing (`earlier` is empty): its git walk can run while
+        # the blobs' walk does
+        self.independent_listing = plan.previous is None
 
     def listing(self) -> Iterator[Blob | Skip]:
         streams = [self.repo.messages(**self.plan.walk)]
