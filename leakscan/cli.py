@@ -74,6 +74,8 @@ class Engine(str, Enum):
 
 RulesOpt = Annotated[Optional[list[Path]], typer.Option("--rules", help="Detector directory or file to use instead of the built-in ones (repeatable).")]
 OnlyOpt = Annotated[Optional[list[str]], typer.Option("--only", help="Only these detectors (rule id or provider id; repeatable).")]
+NoModelScanOpt = Annotated[bool, typer.Option("--no-model-scan", help="Do not report model files that run code when loaded (pickle imports, Keras Lambda layers).")]
+PickleUnknownOpt = Annotated[bool, typer.Option("--pickle-unknown", help="Also report (low severity) model-file imports that are not on the allowlist.")]
 
 
 def _load(rules: list[Path] | None, only: list[str] | None) -> RuleSet:
@@ -159,8 +161,11 @@ def scan(
     revoke_builtin: Annotated[Optional[list[str]], typer.Option("--revoke-builtin", metavar="PROVIDER", help="Use a provider's own revoke API: huggingface, github, slack, gitlab (repeatable).")] = None,
     revoke_plugin: Annotated[Optional[list[str]], typer.Option("--revoke-plugin", metavar="NAME", help="A revoker from the entry-point group leakscan.revokers (repeatable).")] = None,
     revoke_config: Annotated[Optional[Path], typer.Option("--revoke-config", help="A TOML file of [[callbacks]], each for all providers or some.")] = None,
+    no_model_scan: NoModelScanOpt = False,
+    pickle_unknown: PickleUnknownOpt = False,
 ) -> None:
-    """Scan a directory, a file or a git repository (all of its history) for leaked credentials."""
+    """Scan a directory, a file or a git repository (all of its history) for leaked credentials
+    and for model files that run code when loaded."""
     if not path.exists():
         raise UserError(f"no such file or directory: {path}")
     ruleset = _load(rules, only)
@@ -180,7 +185,7 @@ def scan(
         max_ratio=max_ratio, max_seconds=decode_timeout,
     )  # fmt: skip
     try:
-        scanner = Scanner(ruleset, engine.value, limits)
+        scanner = Scanner(ruleset, engine.value, limits, model_scan=not no_model_scan, pickle_unknown=pickle_unknown)
     except RuntimeError as exc:
         raise UserError(str(exc)) from None
     repo = None if no_history or path.is_file() else _open_repo(path)
@@ -242,6 +247,8 @@ def repo(
     only_verified: Annotated[bool, typer.Option("--only-verified", help="Report only secrets a provider confirmed as live.")] = False,
     fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 on any finding, or only on verified ones.")] = FailOn.any,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes.")] = None,
+    no_model_scan: NoModelScanOpt = False,
+    pickle_unknown: PickleUnknownOpt = False,
 ) -> None:
     """Scan Hugging Face Hub repositories: every ref's history (pull requests included) and
     every discussion and PR comment."""
@@ -250,7 +257,7 @@ def repo(
     if (target is None) == (author is None):
         raise UserError("give a repository (user/name) or --author NAME")
     ruleset = _load(None, None)
-    scanner = Scanner(ruleset)
+    scanner = Scanner(ruleset, model_scan=not no_model_scan, pickle_unknown=pickle_unknown)
     verify = not no_verify and os.environ.get("LEAKSCAN_NO_VERIFY", "") in ("", "0")
     try:
         targets = [parse_target(target, repo_type.value if repo_type else None)] if target else None
@@ -432,11 +439,12 @@ def _service_setup(no_verify: bool, revoke_webhook: list[str] | None, db: Path |
 
 def _report(result: ScanResult, ruleset: RuleSet, fmt: Format | None, output: Path | None, redact: bool,
             only_verified: bool, fail_on: FailOn) -> int:  # fmt: skip
-    """Render the report; the exit code follows --fail-on."""
+    """Render the report; the exit code follows --fail-on. An unsafe model file has nothing to
+    verify and is certain: it is kept by --only-verified and fails --fail-on verified."""
     if only_verified:
-        result.findings = [f for f in result.findings if f.verification == "verified"]
+        result.findings = [f for f in result.findings if f.verification == "verified" or f.unsafe]
     code = _emit(result, ruleset, fmt, output, redact)
-    if fail_on is FailOn.verified and not any(f.verification == "verified" for f in result.findings):
+    if fail_on is FailOn.verified and not any(f.verification == "verified" or f.unsafe for f in result.findings):
         code = EXIT_CLEAN
     return code
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from . import __version__
 from .detectors import RuleSet
-from .findings import fingerprint, make_finding
+from .findings import fingerprint, make_finding, unsafe_finding
 from .locate import LineCounter, locate_bytes, locate_stream
-from .decoders import Limits, decode, is_lfs_pointer, lfs_oid, sniff
+from .decoders import Limits, Unsafe, decode, is_lfs_pointer, lfs_oid, sniff
 from .decoders.stream import EncodedStream
 from .matcher import CHUNK_SIZE, Chunk, ChunkFeed, Matcher, bytes_reader, file_reader
 from .model import Candidate, Finding, Location, Place, Skip
@@ -35,21 +35,28 @@ class Scanned:
 
 
 WHOLE_BLOB = CHUNK_SIZE  # blobs up to this size are read whole, so their layers can be decoded
-_STRUCTURED = frozenset({"zip", "tar", "gzip", "bz2", "xz", "notebook", "pickle", "safetensors", "gguf"})
+_STRUCTURED = frozenset({"zip", "tar", "gzip", "bz2", "xz", "notebook", "pickle", "safetensors", "gguf", "7z", "npy", "hdf5",
+                         "zlib"})
 
 
 class Scanner:
     """One detector set compiled once; scans byte streams into findings, decoded layers
-    (archives, notebooks, pickles, encodings…) included unless `limits` is None."""
+    (archives, notebooks, pickles, encodings…) included unless `limits` is None. Model files
+    that run code when loaded are findings too unless `model_scan` is off (they need decoding);
+    imports not on the allowlist only with `pickle_unknown`."""
 
-    def __init__(self, ruleset: RuleSet, engine: str | None = None, limits: Limits | None = Limits()) -> None:
+    def __init__(self, ruleset: RuleSet, engine: str | None = None, limits: Limits | None = Limits(), *,
+                 model_scan: bool = True, pickle_unknown: bool = False) -> None:  # fmt: skip
         self.ruleset = ruleset
         self.matcher = Matcher(ruleset, engine)
         self.limits = limits
+        self.model_scan = model_scan and limits is not None
+        self.pickle_unknown = pickle_unknown
         self._rules = ruleset.by_id
         # What a scan of the same bytes yields depends on the detectors, the limits in force and
         # the code that decodes and matches: an upgrade must never reuse what an older one found.
         decoding = "raw" if limits is None else repr(limits)
+        decoding += f"\0models={int(self.model_scan)}{int(pickle_unknown)}"
         key = f"{__version__}\0{_code_digest()}\0{ruleset.digest}\0{decoding}\0{self.matcher.engine}"
         self.cache_key = hashlib.sha256(key.encode()).hexdigest()[:32]
 
@@ -114,7 +121,8 @@ class Scanner:
         allowed places in `also_at`; dropped when its rule allows none."""
         out = []
         for f in findings:
-            excluded = self._rules[f.detector].exclude_path_regexes
+            rule = self._rules.get(f.detector)  # unsafe model files have no rule of the detector files
+            excluded = rule.exclude_path_regexes if rule else ()
             allowed = [p for p in places if not any(rx.search(p.path) for rx in excluded)]
             if not allowed:
                 continue
@@ -128,13 +136,19 @@ class Scanner:
             return self._scan_lfs_object(lfs_oid(data), origin, lfs_store)
         result = Scanned(self._raw_bytes(data, origin))
         layered: list[Finding] = []
-        for item in decode(origin.path, data, self.limits):
+        unsafe: list[Finding] = []
+        for item in decode(origin.path, data, self.limits, models=self.model_scan):
+            if isinstance(item, Unsafe):
+                if item.severity != "low" or self.pickle_unknown:
+                    at = replace(origin, container=_join(origin.container, item.name))
+                    unsafe.append(unsafe_finding(item.kind, item.severity, item.target, item.offset, at))
+                continue
             where = _join(origin.container, item.container)
             if isinstance(item, Skip):
                 result.skipped.append(Skip(origin.path, item.reason, where))
             else:
                 layered += self._raw_bytes(item.data, replace(origin, container=where))
-        result.findings = _outer_only(result.findings, layered) + layered
+        result.findings = _outer_only(result.findings, layered) + layered + unsafe
         return result
 
     def _scan_text_stream(self, head: bytes, read: Callable[[int], bytes], origin: Place) -> Scanned:
@@ -318,8 +332,9 @@ def _code_digest() -> str:
     if _CODE_DIGEST is None:
         here = Path(__file__).parent
         h = hashlib.sha256()
-        for path in sorted([*here.glob("decoders/*.py"), here / "matcher.py", here / "checks.py", here / "locate.py",
-                            here / "findings.py", here / "scan.py", here / "detectors.py"]):  # fmt: skip
+        for path in sorted([*here.glob("decoders/*.py"), *here.glob("decoders/*.toml"), here / "matcher.py",
+                            here / "checks.py", here / "locate.py", here / "findings.py", here / "scan.py",
+                            here / "detectors.py"]):  # fmt: skip
             try:
                 h.update(path.read_bytes())
             except OSError:
