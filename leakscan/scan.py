@@ -67,14 +67,20 @@ class Scanner:
         head = read(WHOLE_BLOB)
         if len(head) < WHOLE_BLOB:
             return self._scan_whole(head, origin, lfs_store)
-        if self.limits is not None and sniff(head, origin.path) in _STRUCTURED:
+        fmt = sniff(head, origin.path) if self.limits is not None else None
+        if fmt in _STRUCTURED:
             budget = self.limits.max_decoded_bytes
-            rest = read(budget - len(head) + 1) if budget > len(head) else b""
+            rest = read(budget - len(head) + 1) if budget >= len(head) else b""
             data = head + rest
             if len(data) <= budget:
                 return self._scan_whole(data, origin, lfs_store)
             why = f"too large to decode: over the {budget >> 20} MiB decoded-bytes limit; scanned as raw bytes"
-            return Scanned(self._raw(_chain(data, read), origin), [Skip(origin.path, why, origin.container)])
+            unsafe = []
+            if self.model_scan and fmt == "zip":
+                # torch.save writes data.pkl first: a checkpoint of any size shows its pickle early
+                unsafe = self._unsafe_in(data[:budget], origin)
+                why += f", its pickles read from the first {budget >> 20} MiB"
+            return Scanned(self._raw(_chain(data, read), origin) + unsafe, [Skip(origin.path, why, origin.container)])
         if self.limits is None:
             return Scanned(self._raw(_chain(head, read), origin))
         return self._scan_text_stream(head, read, origin)
@@ -140,8 +146,7 @@ class Scanner:
         for item in decode(origin.path, data, self.limits, models=self.model_scan):
             if isinstance(item, Unsafe):
                 if item.severity != "low" or self.pickle_unknown:
-                    at = replace(origin, container=_join(origin.container, item.name))
-                    unsafe.append(unsafe_finding(item.kind, item.severity, item.target, item.offset, at))
+                    unsafe.append(self._unsafe(item, origin))
                 continue
             where = _join(origin.container, item.container)
             if isinstance(item, Skip):
@@ -150,6 +155,15 @@ class Scanner:
                 layered += self._raw_bytes(item.data, replace(origin, container=where))
         result.findings = _outer_only(result.findings, layered) + layered + unsafe
         return result
+
+    def _unsafe_in(self, data: bytes, origin: Place) -> list[Finding]:
+        """The unsafe-model findings of `data` alone (the head of a blob too large to decode)."""
+        return [self._unsafe(item, origin) for item in decode(origin.path, data, self.limits, models=True)
+                if isinstance(item, Unsafe) and (item.severity != "low" or self.pickle_unknown)]  # fmt: skip
+
+    def _unsafe(self, item: Unsafe, origin: Place) -> Finding:
+        at = replace(origin, container=_join(origin.container, item.name))
+        return unsafe_finding(item.kind, item.severity, item.target, item.offset, at)
 
     def _scan_text_stream(self, head: bytes, read: Callable[[int], bytes], origin: Place) -> Scanned:
         """A text blob too big to hold: raw bytes and encoded text scanned as they stream past."""

@@ -200,6 +200,10 @@ def test_misleading_extensions():
     assert targets("README.md", proto0) == {"os.system"}
     assert targets("model.safetensors", proto2) == {"os.system"}
     assert targets("photo.png", torch_zip({"data.pkl": proto2})) == {"os.system"}
+    # protocol 4 opcodes with no PROTO header, which the unpickler does not need
+    headerless = su("subprocess") + su("getoutput") + b"\x93" + su("id") + b"\x85R."
+    assert targets("weights.bin", headerless) == {"subprocess.getoutput"}
+    assert targets("notes.txt", b"Some text that ends with a period.\n") == set()
 
 
 def test_a_7z_wrapped_torch_file():
@@ -537,3 +541,13 @@ def test_hub_repo_and_sweep_report_an_unsafe_model_kept_in_lfs(tmp_path):
         assert swept.code == 1, swept.err
         found = [json.loads(line) for line in out.read_text().splitlines()]
         assert [(i["type"], i["target"], i["path"], i["container"]) for i in found] == want
+
+
+def test_a_torch_file_over_the_decoding_budget_still_shows_its_pickle(ruleset):
+    from leakscan.decoders import Limits
+
+    data = torch_zip({"data.pkl": b"\x80\x02" + PAYLOAD + b".", "data/0": bytes(6 << 20), "version": b"3\n"})
+    got = Scanner(ruleset, limits=Limits(max_decoded_bytes=4 << 20)).scan_bytes(data, Place("pytorch_model.bin"))
+    assert [(f.secret, f.container) for f in got.findings] == [("os.system", "archive/data.pkl")]
+    assert [s.reason for s in got.skipped] == [
+        "too large to decode: over the 4 MiB decoded-bytes limit; scanned as raw bytes, its pickles read from the first 4 MiB"]

@@ -261,6 +261,7 @@ def _local_walk(data: bytes, ctx: Context) -> Iterator[Item]:
     """Members from the local headers in order: for zips without a usable central directory."""
     mv = memoryview(data)
     pos = count = 0
+    torch = False  # a data.pkl came first: the raw tensor storages after it are stepped over
     while True:
         ctx.tick()
         sig = data[pos : pos + 4]
@@ -293,6 +294,10 @@ def _local_walk(data: bytes, ctx: Context) -> Iterator[Item]:
             yield Problem(f"member limit ({ctx.limits.max_members}) exceeded")
             return
         described = bool(flags & 8) and csize == 0  # sizes follow the data
+        torch |= mname.rsplit("/", 1)[-1] == "data.pkl"
+        if torch and not described and _TORCH_STORAGE.search(mname):
+            pos = start + csize
+            continue
         if flags & 1:
             yield Problem("encrypted member", mname)
             if described:

@@ -46,22 +46,26 @@ def sniff_pickle(data: bytes, name: str) -> bool:
         return True
     if name.lower().endswith((".pkl", ".pickle")) and len(data) > 0:
         return True
-    return _protocol0(data)
+    return _headerless(data)
 
 
-_P0_START = re.compile(rb"\A(?:c[A-Za-z_][\w.]*\n[\w.]+\n|\(|\]|\}|\)|i[A-Za-z_][\w.]*\n[\w.]+\n)")
+# every opcode but PROTO may begin a pickle: the unpickler needs no header
+_OPENERS = frozenset(op.code.encode("latin-1") for op in pickletools.opcodes if op.name != "PROTO")
 
 
-def _protocol0(data: bytes) -> bool:
-    """A protocol 0/1 pickle under any name: it begins like one, ends with STOP, and parses
-    whole (a misleading extension must not hide a pickle that imports)."""
-    if not _P0_START.match(data[:512]) or data.rstrip(b"\r\n")[-1:] != b"." or len(data) > MAX_STRING:
+def _headerless(data: bytes) -> bool:
+    """A pickle without a PROTO header (protocol 0/1 always, any protocol if it wants to) under
+    any name: it ends with STOP, parses whole, and imports something. A misleading extension must
+    not hide it (torch.load unpickles a non-zip file whatever its name)."""
+    if data[:1] not in _OPENERS or data.rstrip(b"\r\n")[-1:] != b"." or len(data) > MAX_STRING:
         return False
     try:
-        ops = list(pickletools.genops(io.BytesIO(data)))
+        for op, _arg, _pos in pickletools.genops(io.BytesIO(data)):
+            if op.name in ("GLOBAL", "INST", "STACK_GLOBAL"):
+                return True
     except Exception:
         return False
-    return any(op.name in ("GLOBAL", "INST") for op, _a, _p in ops)
+    return False
 
 
 def _as_text(op: str, arg) -> str | None:

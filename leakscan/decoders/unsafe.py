@@ -90,10 +90,11 @@ def keras_problems(config) -> Iterator[tuple[str, str]]:
             continue
         cls = node.get("class_name")
         inner = node.get("config")
-        if isinstance(cls, str) and cls in c.code_layers:
+        if (isinstance(cls, str) and cls in c.code_layers) or (isinstance(inner, dict) and inner.get("function_type") == "lambda"):
             name = inner.get("name") if isinstance(inner, dict) else None
             code = " with marshalled code" if _marshalled(node) else ""
-            yield "critical", f"{cls} layer {name!r}{code}" if name else f"{cls} layer{code}"
+            kind = cls if isinstance(cls, str) else "Lambda"
+            yield "critical", f"{kind} layer {name!r}{code}" if name else f"{kind} layer{code}"
             continue  # its function is part of it
         module = node.get("module")
         if isinstance(module, str) and isinstance(cls, str) and module:
