@@ -76,8 +76,9 @@ class Scanner:
                 return self._scan_whole(data, origin, lfs_store)
             why = f"too large to decode: over the {budget >> 20} MiB decoded-bytes limit; scanned as raw bytes"
             unsafe = []
-            if self.model_scan and fmt == "zip":
-                # torch.save writes data.pkl first: a checkpoint of any size shows its pickle early
+            if self.model_scan and fmt in ("zip", "pickle"):
+                # torch.save writes data.pkl first, legacy torch files their pickles before the
+                # storages: a checkpoint of any size shows its pickles early
                 unsafe = self._unsafe_in(data[:budget], origin)
                 why += f", its pickles read from the first {budget >> 20} MiB"
             return Scanned(self._raw(_chain(data, read), origin) + unsafe, [Skip(origin.path, why, origin.container)])

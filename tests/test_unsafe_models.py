@@ -16,9 +16,10 @@ import tarfile
 import zipfile
 import zlib
 
+import jsonschema
 import pytest
 
-from helpers import HF, Repo, leakscan, token
+from helpers import HF, REPO, Repo, leakscan, token
 from leakscan.decoders import Unsafe, decode
 from leakscan.model import Place, Skip
 from leakscan.scan import Scanner
@@ -151,6 +152,13 @@ def test_a_dangerous_call_after_benign_ones():
     data = benign + g("__builtin__", "exec") + u("print(1)") + b"\x85R\x86."
     found = unsafe("pytorch_model.bin", data)
     assert [(f.target, f.offset) for f in found] == [("builtins.exec", len(benign))]
+
+
+def test_imports_by_name_through_numpys_ufunc_reconstruct():
+    benign = b"\x80\x02" + g("numpy.core", "_ufunc_reconstruct") + u("numpy") + u("log1p") + b"\x86R."
+    evil = b"\x80\x02" + g("numpy.core", "_ufunc_reconstruct") + u("os") + u("system") + b"\x86R" + u("id") + b"\x85R."
+    assert targets("pipeline.joblib", benign) == set()
+    assert targets("pipeline.joblib", evil) == {"os.system (reached by a call at load time)"}
 
 
 def test_dotted_names_through_dunders_are_dangerous():
@@ -456,6 +464,8 @@ def test_cli_scan_reports_unsafe_files_in_every_format(tmp_path):
         "type": "unsafe-pickle", "detector": "unsafe-pickle", "severity": "critical", "target": "os.system",
         "path": "pytorch_model.bin", "container": "archive/data.pkl", "offset": 2, "secret": None}  # fmt: skip
     sarif = json.loads(leakscan("scan", tmp_path, "--format", "sarif", "--no-cache").out)
+    schema = json.loads((REPO / "fixtures" / "sarif-schema-2.1.0.json").read_text())
+    jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker()).validate(sarif)
     run0 = sarif["runs"][0]
     assert [r["id"] for r in run0["tool"]["driver"]["rules"]] == ["unsafe-pickle"]
     assert [(r["ruleId"], r["level"], r["properties"]["target"]) for r in run0["results"]] == [
@@ -551,3 +561,36 @@ def test_a_torch_file_over_the_decoding_budget_still_shows_its_pickle(ruleset):
     assert [(f.secret, f.container) for f in got.findings] == [("os.system", "archive/data.pkl")]
     assert [s.reason for s in got.skipped] == [
         "too large to decode: over the 4 MiB decoded-bytes limit; scanned as raw bytes, its pickles read from the first 4 MiB"]
+    legacy = b"\x80\x02K\x01." + b"\x80\x02" + PAYLOAD + b"." + bytes(6 << 20)  # pickles, then storages
+    got = Scanner(ruleset, limits=Limits(max_decoded_bytes=4 << 20)).scan_bytes(legacy, Place("model.pt"))
+    assert [(f.secret, f.container) for f in got.findings] == [("os.system", None)]
+
+
+def test_serve_records_and_notifies_an_unsafe_model(tmp_path):
+    from aiohttp import web
+
+    from hubstand import HubStandIn
+    from standin import StandIn
+    from test_serve import Service, push
+
+    notes: list[dict] = []
+
+    async def receive(request: web.Request, body: bytes) -> web.Response:
+        notes.append(json.loads(body))
+        return web.Response(status=204)
+
+    with HubStandIn(root=tmp_path / "hub") as hub, StandIn(receive) as receiver:
+        hub.add_repo("model", "eve/tiny")
+        sha = hub.commit("model", "eve/tiny", {"model.pkl": hub.lfs(b"\x80\x02" + PAYLOAD + b".")})
+        svc = Service(hub, tmp_path, "--notify", f"http://127.0.0.1:{receiver.port}/leaks").start()
+        try:
+            code, body = svc.post(push("eve/tiny", sha))
+            assert code == 202 and svc.wait(body["job"])[:2] == ("done", 1)
+            assert svc.query("SELECT path, commit_id, detector, provider, redacted, container FROM repo_findings") == [
+                ("model.pkl", sha, "unsafe-pickle", "model-file", "os.system", "lfs")]
+            assert svc.stop() == 0
+        finally:
+            if svc.proc.poll() is None:
+                svc.kill()
+    assert [(f["type"], f["target"], f["severity"]) for n in notes for f in n["findings"]] == [
+        ("unsafe-pickle", "os.system", "critical")]

@@ -108,6 +108,7 @@ class Obj:
 
 OPAQUE = object()  # a value nothing is known of: a float, a storage, a buffer
 _IMPORTERS = frozenset({"builtins.__import__", "importlib.import_module", "importlib.__import__"})
+_NAMED_IMPORTERS = frozenset({"numpy.core._ufunc_reconstruct", "numpy._core._ufunc_reconstruct"})  # (module, name)
 MAX_CHAIN = 32  # getattr(getattr(…)) levels resolved
 
 
@@ -128,6 +129,8 @@ def resolve(value) -> str | None:
         fn, first = value.func.path, value.args[0]
         if fn in _IMPORTERS and isinstance(first, str):
             return ".".join([first, *reversed(names)])
+        if fn in _NAMED_IMPORTERS and len(value.args) >= 2 and isinstance(first, str) and isinstance(value.args[1], str):
+            return ".".join([first, value.args[1], *reversed(names)])
         if fn != "builtins.getattr" or len(value.args) < 2 or not isinstance(value.args[1], str):
             return None
         names.append(value.args[1])
