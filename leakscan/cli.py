@@ -74,6 +74,8 @@ class Engine(str, Enum):
 
 RulesOpt = Annotated[Optional[list[Path]], typer.Option("--rules", help="Detector directory or file to use instead of the built-in ones (repeatable).")]
 OnlyOpt = Annotated[Optional[list[str]], typer.Option("--only", help="Only these detectors (rule id or provider id; repeatable).")]
+NoModelScanOpt = Annotated[bool, typer.Option("--no-model-scan", help="Do not report model files that run code when loaded (pickle imports, Keras Lambda layers).")]
+PickleUnknownOpt = Annotated[bool, typer.Option("--pickle-unknown", help="Also report (low severity) model-file imports that are not on the allowlist.")]
 
 
 class LogFormat(str, Enum):
@@ -190,9 +192,12 @@ def scan(
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
     log_format: LogFormatOpt = LogFormat.text,
+    no_model_scan: NoModelScanOpt = False,
+    pickle_unknown: PickleUnknownOpt = False,
 ) -> None:
     """Scan a directory, a file, a git repository (all of its history), what is staged
-    (--staged) or standard input (-) for leaked credentials."""
+    (--staged) or standard input (-) for leaked credentials and for model files that run code
+    when loaded."""
     from .messages import configure, say
 
     configure(quiet=quiet, verbose=verbose, json_lines=log_format is LogFormat.json)
@@ -224,7 +229,7 @@ def scan(
         max_ratio=max_ratio, max_seconds=decode_timeout,
     )  # fmt: skip
     try:
-        scanner = Scanner(ruleset, engine.value, limits)
+        scanner = Scanner(ruleset, engine.value, limits, model_scan=not no_model_scan, pickle_unknown=pickle_unknown)
     except RuntimeError as exc:
         raise UserError(str(exc)) from None
     if not staged:
@@ -324,6 +329,8 @@ def repo(
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
     log_format: LogFormatOpt = LogFormat.text,
+    no_model_scan: NoModelScanOpt = False,
+    pickle_unknown: PickleUnknownOpt = False,
 ) -> None:
     """Scan Hugging Face Hub repositories: every ref's history (pull requests included), the LFS
     content it names, every discussion and PR comment, Space variables; and storage buckets."""
@@ -343,7 +350,7 @@ def repo(
     no_verify, verify_intrusive, no_discussions = o["no_verify"], o["verify_intrusive"], o["no_discussions"]
     prepared = _prepare(cfg, None, config, rules, o)
     ruleset = prepared.ruleset
-    scanner = Scanner(ruleset)
+    scanner = Scanner(ruleset, model_scan=not no_model_scan, pickle_unknown=pickle_unknown)
     verify = not no_verify and os.environ.get("LEAKSCAN_NO_VERIFY", "") in ("", "0")
     callbacks = _callbacks(revoke_webhook, revoke_command, revoke_builtin, revoke_plugin, revoke_config)
     if callbacks and (no_cache or not verify):
@@ -594,11 +601,12 @@ def _service_setup(no_verify: bool, revoke_webhook: list[str] | None, db: Path |
 
 def _report(result: ScanResult, ruleset: RuleSet, fmt: Format | None, output: Path | None, redact: bool,
             only_verified: bool, fail_on: FailOn) -> int:  # fmt: skip
-    """Render the report; the exit code follows --fail-on."""
+    """Render the report; the exit code follows --fail-on. An unsafe model file has nothing to
+    verify and is certain: it is kept by --only-verified and fails --fail-on verified."""
     if only_verified:
-        result.findings = [f for f in result.findings if f.verification == "verified"]
+        result.findings = [f for f in result.findings if f.verification == "verified" or f.unsafe]
     code = _emit(result, ruleset, fmt, output, redact)
-    if fail_on is FailOn.verified and not any(f.verification == "verified" for f in result.findings):
+    if fail_on is FailOn.verified and not any(f.verification == "verified" or f.unsafe for f in result.findings):
         code = EXIT_CLEAN
     return code
 

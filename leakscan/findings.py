@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .detectors import Rule
-from .model import Candidate, Finding, Location, Place
+from .model import FINDING_TYPES, Candidate, Finding, Location, Place
 
 
 def secret_text(secret: bytes) -> str:
@@ -47,6 +47,28 @@ def make_finding(rule: Rule, cand: Candidate, loc: Location, origin: Place) -> F
         column=loc.column, commit=origin.commit, source=origin.source, container=origin.container,
         fingerprint=fingerprint(rule.id, digest, origin.path, origin.container), generic=rule.generic,
         groups={k: secret_text(v) for k, v in cand.groups}, author=origin.author, date=origin.date,
+    )  # fmt: skip
+
+
+# the detectors of unsafe model files: not in the detector files, as they match no text
+UNSAFE_RULES = {
+    "unsafe-pickle": "Pickle that imports or calls code run when it is loaded",
+    "unsafe-pickle-unknown": "Pickle import not on the allowlist of what model files import",
+    "unsafe-model": "Keras model layer that runs code when it is loaded",
+    "unsafe-model-unknown": "Keras model config naming a module not on the allowlist",
+}
+
+
+def unsafe_finding(kind: str, severity: str, target: str, offset: int | None, origin: Place) -> Finding:
+    """A model file that runs `target` when loaded (unsafe-pickle / unsafe-model)."""
+    detector = kind if severity == "critical" else f"{kind}-unknown"
+    digest = sha256_hex(f"{kind}\0{target}".encode())
+    return Finding(
+        detector=detector, provider="model-file", description=UNSAFE_RULES[detector], secret=target,
+        secret_sha256=digest, redacted=target, path=origin.path, line=0, column=0, commit=origin.commit,
+        source=origin.source, container=origin.container,
+        fingerprint=fingerprint(detector, digest, origin.path, origin.container), author=origin.author,
+        date=origin.date, kind=kind, severity=severity, offset=offset,
     )  # fmt: skip
 
 
@@ -106,7 +128,7 @@ def read_baseline(path: Path) -> set[str]:
         raise SuppressionError(f"baseline {path} is not a leakscan JSON report: {exc}") from None
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise SuppressionError(f"baseline {path} is not a leakscan JSON report")
-    findings = [i for i in items if i.get("type", "finding") == "finding"]
+    findings = [i for i in items if i.get("type", "finding") in FINDING_TYPES]
     if not all("fingerprint" in i for i in findings):
         raise SuppressionError(f"baseline {path} is not a leakscan JSON report (no fingerprints)")
     return {i["fingerprint"] for i in findings}

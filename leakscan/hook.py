@@ -44,6 +44,7 @@ class Policy:
     on_error: str = "reject"  # reject | allow: what a scan that fails or runs out of time does to the push
     timeout: float = 30.0
     store: str | None = None  # a leakscan store: findings recorded for `leakscan ui`, its triage applied
+    block_unsafe_models: bool = True  # model files that run code when loaded (pickle imports, Keras Lambda)
 
 
 def load_policy(git_dir: Path) -> Policy:
@@ -51,7 +52,7 @@ def load_policy(git_dir: Path) -> Policy:
     if not path.exists():
         return Policy()
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    unknown = set(data) - {"block", "verify", "verify_budget", "bypass", "on_error", "timeout", "store"}
+    unknown = set(data) - {"block", "verify", "verify_budget", "bypass", "on_error", "timeout", "store", "block_unsafe_models"}
     if unknown:
         raise ValueError(f"{CONFIG}: unknown key(s) {', '.join(sorted(unknown))}")
     policy = Policy(**data)
@@ -61,6 +62,8 @@ def load_policy(git_dir: Path) -> Policy:
         raise ValueError(f"{CONFIG}: timeout must be a positive number of seconds")
     if policy.store is not None and not (isinstance(policy.store, str) and policy.store.strip()):
         raise ValueError(f"{CONFIG}: store must be the path of a leakscan store")
+    if not isinstance(policy.block_unsafe_models, bool):
+        raise ValueError(f"{CONFIG}: block_unsafe_models must be true or false")
     return policy
 
 
@@ -79,6 +82,8 @@ def push_options() -> list[str]:
 
 
 def blocking(f: Finding, ruleset: RuleSet, policy: Policy) -> bool:
+    if f.unsafe:
+        return policy.block_unsafe_models
     if f.verification == "invalid":
         return False  # checked and dead: nothing to protect
     if policy.block is None:
@@ -148,23 +153,31 @@ class _Push:
         for f in findings:  # one pass: a push may bring tens of thousands of findings
             (blockers if blocking(f, ruleset, self.policy) else warnings).append(f)
         refs = _refs_of(repo, self.updates, findings) if findings else {}
-        lines = [f"leakscan: warning: possible secret ({escape(f.detector)}) in {_where(f, refs)}: {escape(f.redacted)}"
+        lines = [f"leakscan: warning: {_what(f)} ({escape(f.detector)}) in {_where(f, refs)}: {escape(f.redacted)}"
                  for f in warnings[:SHOWN]]  # fmt: skip
-        lines += _more(warnings, "possible secret(s)")
+        lines += _more(warnings, "warning(s)" if any(f.unsafe for f in warnings) else "possible secret(s)")
         if not blockers:
             return _Verdict(0, lines)
+        models = sum(f.unsafe for f in blockers)
+        secrets = len(blockers) - models
+        found = " and ".join(p for p in (f"{secrets} secret(s)" if secrets else "",
+                                         f"{models} unsafe model file finding(s)" if models else "") if p)  # fmt: skip
         if self.policy.bypass and self.reason is not None:
-            what = f"{len(blockers)} secret(s) pushed with a bypass ('{escape(self.reason)}')"
+            what = f"{found} pushed with a bypass ('{escape(self.reason)}')"
             return self._logged(lines, "bypass", what, findings=blockers)
-        lines.append(f"leakscan: push rejected: {len(blockers)} secret(s) found in the pushed commits")
+        lines.append(f"leakscan: push rejected: {found} found in the pushed commits")
         for f in blockers[:SHOWN]:
-            state = "" if f.verification == "unverified" else f" [{escape(f.verification)}]"
+            state = "" if f.verification == "unverified" or f.unsafe else f" [{escape(f.verification)}]"
             lines.append(f"  {_where(f, refs)}  {escape(f.detector)}  {escape(f.redacted)}{state}")
-        lines += _more(blockers, "secret(s)")
-        lines += ["How to fix:",
-                  "  - remove the secret from the commits that add it (git rebase -i, or git commit --amend for the last one),",
-                  "    revoke it with its provider, and push again;",
-                  "  - or, for a false positive, add `leakscan:allow` on the line;"]  # fmt: skip
+        lines += _more(blockers, "finding(s)" if models else "secret(s)")
+        lines.append("How to fix:")
+        if secrets:
+            lines += ["  - remove the secret from the commits that add it (git rebase -i, or git commit --amend for the last one),",
+                      "    revoke it with its provider, and push again;",
+                      "  - or, for a false positive, add `leakscan:allow` on the line;"]  # fmt: skip
+        if models:
+            lines += ["  - a model file that runs code when loaded: remove it from the commits that add it, and publish",
+                      "    the weights as safetensors;"]  # fmt: skip
         return _Verdict(1, lines + self._bypass_hint())
 
     def timed_out(self) -> _Verdict:
@@ -306,10 +319,15 @@ def _refs_of(repo: GitRepo, updates, findings: list[Finding]) -> dict[str, str]:
     return out
 
 
+def _what(f: Finding) -> str:
+    return "unsafe model file" if f.unsafe else "possible secret"
+
+
 def _where(f: Finding, refs: dict[str, str]) -> str:
     ref = refs.get(f.commit or "", "?")
     place = f.path + (f"!{f.container}" if f.container else "")
-    return escape(f"{ref} {(f.commit or '')[:12]} {place}:{f.line}")
+    at = (f"@{f.offset}" if f.offset is not None else "") if f.unsafe else f":{f.line}"
+    return escape(f"{ref} {(f.commit or '')[:12]} {place}{at}")
 
 
 def _log_bypass(git_dir: Path, kind: str, updates, *, reason: str | None, error: str | None,

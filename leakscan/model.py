@@ -75,6 +75,10 @@ class Skip:
 
 @dataclass(slots=True)
 class Finding:
+    """A leaked secret, or (`kind` unsafe-pickle / unsafe-model) a model file that runs code when
+    loaded: then `secret` and `redacted` hold what it imports or which layer, never verified or
+    revoked, `line`/`column` are 0 and `offset` says where in the pickle stream."""
+
     detector: str
     provider: str
     description: str
@@ -105,6 +109,14 @@ class Finding:
     verification_reason: str | None = None
     identity: dict[str, Any] | None = None
     restricted: bool = False
+    # unsafe model files
+    kind: str = "secret"  # secret | unsafe-pickle | unsafe-model
+    severity: str | None = None  # critical | low (unsafe model files)
+    offset: int | None = None  # of the pickle opcode that imports or calls it
+
+    @property
+    def unsafe(self) -> bool:
+        return self.kind != "secret"
 
     def place(self) -> Place:
         return Place(self.path, self.source, self.commit, self.container, self.author, self.date)
@@ -113,7 +125,7 @@ class Finding:
         """The one serialized form: reports, JSONL, notifications and the store all use it.
         Optional fields appear when they apply."""
         data: dict[str, Any] = {
-            "type": "finding",
+            "type": "finding" if self.kind == "secret" else self.kind,
             "detector": self.detector,
             "provider": self.provider,
             "description": self.description,
@@ -129,6 +141,9 @@ class Finding:
             "verification": self.verification,
             "fingerprint": self.fingerprint,
         }
+        if self.kind != "secret":  # what the model file runs; nothing secret about it
+            data["secret"] = None
+            data["target"] = self.secret
         for key in _OPTIONAL:
             value = getattr(self, key)
             if value is not None and value != () and not (key == "restricted" and not value):
@@ -137,4 +152,5 @@ class Finding:
 
 
 _OPTIONAL = ("author", "date", "blob", "in_head", "also_at", "repo", "url", "discussion", "verification_reason",
-             "identity", "restricted")  # fmt: skip
+             "identity", "restricted", "severity", "offset")  # fmt: skip
+FINDING_TYPES = ("finding", "unsafe-pickle", "unsafe-model")  # the JSON `type` of every kind of finding

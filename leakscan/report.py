@@ -14,6 +14,7 @@ from rich.text import Text
 
 from . import __version__
 from .detectors import RuleSet
+from .findings import UNSAFE_RULES
 from .model import Finding, Skip
 from .schema import SCHEMA_VERSION
 from .textsafe import escape
@@ -22,6 +23,7 @@ SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _SEVERITY_SCORE = {"low": "3.0", "medium": "5.5", "high": "8.0", "critical": "9.5"}
 _SEVERITY_LEVEL = {"low": "note", "medium": "warning", "high": "error", "critical": "error"}
 _VERIFICATION_STYLE = {"verified": "bold red", "invalid": "dim", "unknown": "yellow"}
+_UNSAFE_STYLE = {"critical": "bold red", "low": "yellow"}
 
 
 def render(fmt: str, findings: Sequence[Finding], out: IO[str], *, skipped: Sequence[Skip] = (),
@@ -69,8 +71,8 @@ def table(findings: Sequence[Finding], skipped: Sequence[Skip], out: IO[str], *,
         t.add_column("Status")
         for (where, detector, secret, commit, status), f in zip(_rows(findings), findings):
             # Text cells: rich reads neither markup (`[red]`) nor emoji codes (`:100:`) in them
-            t.add_row(Text(where), Text(detector), Text(secret), Text(commit),
-                      Text(status, style=_VERIFICATION_STYLE.get(f.verification, "")))  # fmt: skip
+            style = _UNSAFE_STYLE.get(f.severity or "", "") if f.unsafe else _VERIFICATION_STYLE.get(f.verification, "")
+            t.add_row(Text(where), Text(detector), Text(secret), Text(commit), Text(status, style=style))
         console.print(t)
     for s in skipped:
         where = s.path + (f"!{s.container}" if s.container else "")
@@ -89,6 +91,10 @@ def _rows(findings: Sequence[Finding]) -> list[tuple[str, str, str, str, str]]:
         place = escape((f"{f.repo}:" if f.repo else "") + f.path + (f"!{f.container}" if f.container else ""))
         shown = place if place != previous else "  ″"
         previous = place
+        if f.unsafe:  # a model file: where in the pickle stream, and how bad (nothing to verify)
+            at = f"{shown}@{f.offset}" if f.offset is not None else shown
+            rows.append((at, f.detector, escape(f.redacted), (f.commit or "")[:10], f.severity or ""))
+            continue
         rows.append((f"{shown}:{f.line}:{f.column}", f.detector, f.redacted, (f.commit or "")[:10], f.verification))
     return rows
 
@@ -126,8 +132,14 @@ def sarif(findings: Sequence[Finding], skipped: Sequence[Skip], ruleset: RuleSet
         }  # fmt: skip
         for r in rules
     ]
+    for detector in sorted(d for d in used if d in UNSAFE_RULES):
+        index[detector] = len(sarif_rules)
+        sarif_rules.append(_unsafe_rule(detector))
     results = []
     for f in findings:
+        if f.unsafe:
+            results.append(_unsafe_result(f, index, redact))
+            continue
         lines = f.secret.split("\n")
         end_line = f.line + len(lines) - 1
         end_col = (f.column + len(f.secret)) if len(lines) == 1 else len(lines[-1]) + 1
@@ -163,4 +175,36 @@ def sarif(findings: Sequence[Finding], skipped: Sequence[Skip], ruleset: RuleSet
             "columnKind": "unicodeCodePoints",
             "results": results,
         }],
+    }  # fmt: skip
+
+
+def _unsafe_rule(detector: str) -> dict[str, Any]:
+    critical = not detector.endswith("-unknown")
+    return {
+        "id": detector,
+        "name": "".join(p.capitalize() for p in detector.split("-")),
+        "shortDescription": {"text": UNSAFE_RULES[detector]},
+        "fullDescription": {"text": UNSAFE_RULES[detector] + " (torch.load, pickle.load, joblib.load, numpy.load "
+                                    "with allow_pickle, Keras load_model)"},
+        "help": {"text": "Loading this file runs code on the machine that loads it. Do not load it; remove it from "
+                         "the repository and its history, and publish weights as safetensors."
+                         if critical else "Check that this import is expected in the model file."},
+        "defaultConfiguration": {"level": "error" if critical else "note"},
+        "properties": {"tags": ["security", "unsafe-model-file"], "precision": "high" if critical else "low",
+                       "security-severity": _SEVERITY_SCORE["critical" if critical else "low"]},
+    }  # fmt: skip
+
+
+def _unsafe_result(f: Finding, index: dict[str, int], redact: bool) -> dict[str, Any]:
+    """A model file that runs code: located by file (and member, opcode offset in properties),
+    as it has no line."""
+    return {
+        "ruleId": f.detector,
+        "ruleIndex": index[f.detector],
+        "level": _SEVERITY_LEVEL[f.severity or "critical"],
+        "message": {"text": f"{f.description}: {f.redacted}" + (f" in {f.container}" if f.container else "")},
+        "locations": [{"physicalLocation": {"artifactLocation": {"uri": quote(f.path)}}}],
+        "partialFingerprints": {"primaryLocationLineHash": f.fingerprint, "leakscan/v1": f.fingerprint},
+        "properties": {k: v for k, v in f.to_dict(redact=redact).items()
+                       if v is not None and k not in ("path", "line", "column", "description")},
     }  # fmt: skip

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from . import __version__
 from .detectors import RuleSet
-from .findings import fingerprint, make_finding
+from .findings import fingerprint, make_finding, unsafe_finding
 from .locate import LineCounter, locate_bytes, locate_stream
-from .decoders import Limits, decode, is_lfs_pointer, lfs_oid, no_text_format, no_text_reason, sniff
+from .decoders import Limits, Unsafe, decode, is_lfs_pointer, lfs_oid, no_text_format, no_text_reason, sniff
 from .decoders.stream import EncodedStream
 from .matcher import CHUNK_SIZE, Chunk, ChunkFeed, Matcher, bytes_reader, file_reader
 from .model import Candidate, Finding, Location, Place, Skip
@@ -35,21 +35,28 @@ class Scanned:
 
 
 WHOLE_BLOB = CHUNK_SIZE  # blobs up to this size are read whole, so their layers can be decoded
-_STRUCTURED = frozenset({"zip", "tar", "gzip", "bz2", "xz", "notebook", "pickle", "safetensors", "gguf"})
+_STRUCTURED = frozenset({"zip", "tar", "gzip", "bz2", "xz", "notebook", "pickle", "safetensors", "gguf", "7z", "npy", "hdf5",
+                         "zlib"})
 
 
 class Scanner:
     """One detector set compiled once; scans byte streams into findings, decoded layers
-    (archives, notebooks, pickles, encodings…) included unless `limits` is None."""
+    (archives, notebooks, pickles, encodings…) included unless `limits` is None. Model files
+    that run code when loaded are findings too unless `model_scan` is off (they need decoding);
+    imports not on the allowlist only with `pickle_unknown`."""
 
-    def __init__(self, ruleset: RuleSet, engine: str | None = None, limits: Limits | None = Limits()) -> None:
+    def __init__(self, ruleset: RuleSet, engine: str | None = None, limits: Limits | None = Limits(), *,
+                 model_scan: bool = True, pickle_unknown: bool = False) -> None:  # fmt: skip
         self.ruleset = ruleset
         self.matcher = Matcher(ruleset, engine)
         self.limits = limits
+        self.model_scan = model_scan and limits is not None
+        self.pickle_unknown = pickle_unknown
         self._rules = ruleset.by_id
         # What a scan of the same bytes yields depends on the detectors, the limits in force and
         # the code that decodes and matches: an upgrade must never reuse what an older one found.
         decoding = "raw" if limits is None else repr(limits)
+        decoding += f"\0models={int(self.model_scan)}{int(pickle_unknown)}"
         key = f"{__version__}\0{_code_digest()}\0{ruleset.digest}\0{decoding}\0{self.matcher.engine}"
         self.cache_key = hashlib.sha256(key.encode()).hexdigest()[:32]
 
@@ -60,14 +67,21 @@ class Scanner:
         head = read(WHOLE_BLOB)
         if len(head) < WHOLE_BLOB:
             return self._scan_whole(head, origin, lfs_store)
-        if self.limits is not None and sniff(head, origin.path) in _STRUCTURED:
+        fmt = sniff(head, origin.path) if self.limits is not None else None
+        if fmt in _STRUCTURED:
             budget = self.limits.max_decoded_bytes
-            rest = read(budget - len(head) + 1) if budget > len(head) else b""
+            rest = read(budget - len(head) + 1) if budget >= len(head) else b""
             data = head + rest
             if len(data) <= budget:
                 return self._scan_whole(data, origin, lfs_store)
             why = f"too large to decode: over the {budget >> 20} MiB decoded-bytes limit; scanned as raw bytes"
-            return Scanned(self._raw(_chain(data, read), origin), [Skip(origin.path, why, origin.container)])
+            unsafe = []
+            if self.model_scan and fmt in ("zip", "pickle"):
+                # torch.save writes data.pkl first, legacy torch files their pickles before the
+                # storages: a checkpoint of any size shows its pickles early
+                unsafe = self._unsafe_in(data[:budget], origin)
+                why += f", its pickles read from the first {budget >> 20} MiB"
+            return Scanned(self._raw(_chain(data, read), origin) + unsafe, [Skip(origin.path, why, origin.container)])
         if self.limits is None:
             return Scanned(self._raw(_chain(head, read), origin))
         kind = no_text_format(head)
@@ -117,7 +131,8 @@ class Scanner:
         allowed places in `also_at`; dropped when its rule allows none."""
         out = []
         for f in findings:
-            excluded = self._rules[f.detector].exclude_path_regexes
+            rule = self._rules.get(f.detector)  # unsafe model files have no rule of the detector files
+            excluded = rule.exclude_path_regexes if rule else ()
             allowed = [p for p in places if not any(rx.search(p.path) for rx in excluded)]
             if not allowed:
                 continue
@@ -131,14 +146,28 @@ class Scanner:
             return self._scan_lfs_object(lfs_oid(data), origin, lfs_store)
         result = Scanned(self._raw_bytes(data, origin))
         layered: list[Finding] = []
-        for item in decode(origin.path, data, self.limits):
+        unsafe: list[Finding] = []
+        for item in decode(origin.path, data, self.limits, models=self.model_scan):
+            if isinstance(item, Unsafe):
+                if item.severity != "low" or self.pickle_unknown:
+                    unsafe.append(self._unsafe(item, origin))
+                continue
             where = _join(origin.container, item.container)
             if isinstance(item, Skip):
                 result.skipped.append(Skip(origin.path, item.reason, where))
             else:
                 layered += self._raw_bytes(item.data, replace(origin, container=where))
-        result.findings = _outer_only(result.findings, layered) + layered
+        result.findings = _outer_only(result.findings, layered) + layered + unsafe
         return result
+
+    def _unsafe_in(self, data: bytes, origin: Place) -> list[Finding]:
+        """The unsafe-model findings of `data` alone (the head of a blob too large to decode)."""
+        return [self._unsafe(item, origin) for item in decode(origin.path, data, self.limits, models=True)
+                if isinstance(item, Unsafe) and (item.severity != "low" or self.pickle_unknown)]  # fmt: skip
+
+    def _unsafe(self, item: Unsafe, origin: Place) -> Finding:
+        at = replace(origin, container=_join(origin.container, item.name))
+        return unsafe_finding(item.kind, item.severity, item.target, item.offset, at)
 
     def _scan_text_stream(self, head: bytes, read: Callable[[int], bytes], origin: Place) -> Scanned:
         """A text blob too big to hold: raw bytes and encoded text scanned as they stream past."""
@@ -321,8 +350,9 @@ def _code_digest() -> str:
     if _CODE_DIGEST is None:
         here = Path(__file__).parent
         h = hashlib.sha256()
-        for path in sorted([*here.glob("decoders/*.py"), here / "matcher.py", here / "checks.py", here / "locate.py",
-                            here / "findings.py", here / "scan.py", here / "detectors.py"]):  # fmt: skip
+        for path in sorted([*here.glob("decoders/*.py"), *here.glob("decoders/*.toml"), here / "matcher.py",
+                            here / "checks.py", here / "locate.py", here / "findings.py", here / "scan.py",
+                            here / "detectors.py"]):  # fmt: skip
             try:
                 h.update(path.read_bytes())
             except OSError:

@@ -5,7 +5,9 @@
 `decode(path, data)` yields every decoded layer of a blob — archive members, notebook cells and
 outputs, pickle/safetensors/GGUF metadata strings, base64/hex/percent/\\u/UTF-16 encoded text —
 recursively, and a `Skip` for anything it could not (fully) decode. The raw blob itself is not
-yielded: the scanner scans it anyway.
+yielded: the scanner scans it anyway. With `models=True` it also yields an `Unsafe` for what a
+model file would run when loaded (pickle imports and calls, Keras code layers), its `name` the
+container chain.
 
 Input is attacker-controlled: nothing is unpickled, imported, executed or written to disk, and
 every decompression, recursion, size and time is bounded by `Limits` (per top-level blob).
@@ -22,32 +24,40 @@ tensor storages of torch checkpoints (`archive/data/0` …) are not decoded at a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 from ..model import Skip
-from .archives import GZIP_MAGIC, XZ_MAGIC, ZIP_MAGICS, is_bz2, looks_tar, stream, tar_members, zip_members
-from .base import Child, Context, Layer, LimitReached, Limits, Problem
+from .archives import (GZIP_MAGIC, SEVENZIP_MAGIC, XZ_MAGIC, ZIP_MAGICS, is_bz2, is_zlib, looks_tar, sevenzip_members,
+                       stream, tar_members, zip_members)  # fmt: skip
+from .base import Child, Context, Layer, LimitReached, Limits, Problem, Unsafe
 from .encoded import find_encoded
 from .gguf import gguf_metadata
 from .lfs import is_lfs_pointer, lfs_oid
 from .notebook import notebook_cells, sniff_notebook
-from .pickles import pickle_strings, sniff_pickle
+from .pickles import NPY_MAGIC, npy_array, pickle_strings, sniff_pickle
 from .safetensors import safetensors_metadata, sniff_safetensors
+from .unsafe import hdf5_keras, keras_config, sniff_hdf5, sniff_keras_config
 
-__all__ = ["Layer", "Limits", "decode", "is_lfs_pointer", "lfs_oid", "no_text_format", "no_text_reason", "sniff"]
+__all__ = ["Layer", "Limits", "Unsafe", "decode", "is_lfs_pointer", "lfs_oid", "no_text_format", "no_text_reason", "sniff"]
 
-Handler = Callable[[bytes, str, Context], Iterator[Child | Problem]]
+Handler = Callable[[bytes, str, Context], Iterator[Child | Problem | Unsafe]]
 HANDLERS: dict[str, Handler] = {
     "zip": zip_members,
     "tar": tar_members,
     "gzip": stream("gzip"),
     "bz2": stream("bz2"),
     "xz": stream("xz"),
+    "zlib": stream("zlib"),
     "notebook": notebook_cells,
     "pickle": pickle_strings,
     "safetensors": safetensors_metadata,
     "gguf": gguf_metadata,
+    "7z": sevenzip_members,
+    "npy": npy_array,
+    "hdf5": hdf5_keras,
+    "keras-config": keras_config,
 }
-MEMBER_KINDS = frozenset({"zip-member", "tar-member"})
+MEMBER_KINDS = frozenset({"zip-member", "tar-member", "7z-member"})
 
 
 # Formats whose payload is compressed or pixel data, never text: a search of a large one for
@@ -99,23 +109,36 @@ def sniff(data: bytes, name: str = "") -> str | None:
         return "xz"
     if head.startswith(b"GGUF"):
         return "gguf"
+    if head.startswith(SEVENZIP_MAGIC):
+        return "7z"
+    if is_zlib(head, lower):
+        return "zlib"
+    if head.startswith(NPY_MAGIC):
+        return "npy"
     if looks_tar(data) or (lower.endswith(".tar") and len(data) >= 512):
         return "tar"
-    if lower.endswith(".safetensors") or sniff_safetensors(data):
+    if sniff_safetensors(data):
         return "safetensors"
+    # a pickle named .safetensors is a pickle: the name is the attacker's to choose
     if sniff_pickle(data, lower):
         return "pickle"
+    if lower.endswith(".safetensors"):
+        return "safetensors"
+    if sniff_hdf5(data):
+        return "hdf5"
     if lower.endswith(".ipynb") or sniff_notebook(data):
         return "notebook"
+    if sniff_keras_config(data, lower):
+        return "keras-config"
     return None
 
 
-def decode(path: str, data: bytes, limits: Limits = Limits()) -> Iterator[Layer | Skip]:
+def decode(path: str, data: bytes, limits: Limits = Limits(), *, models: bool = False) -> Iterator[Layer | Skip | Unsafe]:
     """All decoded layers of a blob (NOT including the raw data itself, which the scanner scans
-    anyway), recursively, within limits."""
+    anyway), recursively, within limits; with `models`, what model files in it run when loaded."""
     if is_lfs_pointer(data):
         return
-    ctx = Context(limits)
+    ctx = Context(limits, models)
     try:
         yield from _expand(ctx, path, data, path, "", 0, 0)
     except LimitReached as exc:
@@ -165,6 +188,8 @@ def _run(ctx: Context, path: str, items: Iterator[Child | Problem], fmt: str, ch
             if isinstance(item, Problem):
                 if enc == 0:  # inside guessed base64/hex, a format that fails was likely no format
                     yield Skip(path, item.reason, _join(chain, item.name) or None)
+            elif isinstance(item, Unsafe):
+                yield replace(item, name=_join(chain, item.name) or None)
             else:
                 yield from _child(ctx, path, item, chain, depth, enc)
     except (LimitReached, GeneratorExit):

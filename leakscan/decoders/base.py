@@ -47,6 +47,17 @@ class Child:
 
 
 @dataclass(frozen=True, slots=True)
+class Unsafe:
+    """Something a model file runs when it is loaded: a pickle import or call, a Keras layer."""
+
+    kind: str  # 'unsafe-pickle' | 'unsafe-model'
+    severity: str  # 'critical' (dangerous) | 'low' (not on the allowlist)
+    target: str  # 'os.system', "Lambda layer 'lambda_1' with marshalled code"
+    offset: int | None = None  # of the opcode in the pickle stream
+    name: str | None = None  # local member name (None: the container itself); decode() yields the chain
+
+
+@dataclass(frozen=True, slots=True)
 class Problem:
     """Something a handler could not decode; becomes a Skip."""
 
@@ -63,12 +74,14 @@ def human(n: int) -> str:
 
 
 class Context:
-    """The budget of one top-level blob: bytes left and a deadline."""
+    """The budget of one top-level blob: bytes left and a deadline; `models`: also report what
+    model files run when loaded (Unsafe items)."""
 
-    __slots__ = ("limits", "left", "deadline")
+    __slots__ = ("limits", "left", "deadline", "models")
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, models: bool = False) -> None:
         self.limits = limits
+        self.models = models
         self.left = limits.max_decoded_bytes
         self.deadline = time.monotonic() + limits.max_seconds
 
