@@ -191,6 +191,26 @@ def test_stack_underflow_breaks_the_stream():
     assert "stack underflow" in skip.reason
 
 
+def test_prose_that_starts_like_an_opcode_is_not_a_pickle():
+    """Text whose first letter is an opcode (`c` GLOBAL, `C`, `(` MARK …) and that ends with a
+    period parses a little as a pickle; it is not one, and gets no malformed-pickle skip. Seen on
+    a real history: LICENSE files, `.pyi` stubs and commit messages."""
+    for name, text in [("LICENSE", "copyright 2019 Kenneth Reitz\nand contributors\nAll rights reserved."),
+                       ("(commit message)", "Merge pull request #4567 from someone/branch\n\nFix the docs."),
+                       ("attrs/__init__.pyi", "(x: int) -> None: ...\nIt ends like a pickle does."),
+                       ("notes.txt", "cos system\nsomething else entirely, then a period.")]:  # fmt: skip
+        assert (targets(name, text.encode()), skips(name, text.encode())) == (set(), []), name
+
+
+def test_a_pickled_library_object_is_not_dangerous():
+    """A pickled `requests` cookie jar (found in a real repository's history) constructs a class:
+    unknown, so not reported by default; requests' sending functions are dangerous."""
+    jar = b"\x80\x04" + su("requests.cookies") + su("RequestsCookieJar") + b"\x93)\x81}b."
+    assert unsafe("session.pkl", jar)[0].severity == "low"
+    get = b"\x80\x04" + su("requests") + su("get") + b"\x93" + su("http://x") + b"\x85R."
+    assert [(i.target, i.severity) for i in unsafe("session.pkl", get)] == [("requests.get", "critical")]
+
+
 # --- containers ------------------------------------------------------------------------------------
 
 

@@ -59,13 +59,24 @@ def _headerless(data: bytes) -> bool:
     not hide it (torch.load unpickles a non-zip file whatever its name)."""
     if data[:1] not in _OPENERS or data.rstrip(b"\r\n")[-1:] != b"." or len(data) > MAX_STRING:
         return False
+    imports = False
     try:
-        for op, _arg, _pos in pickletools.genops(io.BytesIO(data)):
-            if op.name in ("GLOBAL", "INST", "STACK_GLOBAL"):
-                return True
+        # the whole stream must parse up to its STOP: prose that starts with an opcode letter
+        # ("copyright …", a commit message) parses as a GLOBAL, then fails further on
+        for op, arg, _pos in pickletools.genops(io.BytesIO(data)):
+            if op.name in ("GLOBAL", "INST"):
+                if not _IMPORT_ARG.fullmatch(arg or ""):
+                    return False
+                imports = True
+            elif op.name == "STACK_GLOBAL":
+                imports = True
     except Exception:
         return False
-    return False
+    return imports
+
+
+# what GLOBAL/INST name, as genops gives it: "module name", both dotted identifiers
+_IMPORT_ARG = re.compile(r"[A-Za-z_][\w.]*\x20[A-Za-z_][\w.]*")
 
 
 def _as_text(op: str, arg) -> str | None:
