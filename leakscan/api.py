@@ -82,7 +82,7 @@ def _run(sources_of, common: _Common, root: Path | None, *, verify: bool, store,
     try:
         verifier = None
         if verify:
-            from .verify.engine import BackgroundVerifier
+            from .verify.background import BackgroundVerifier
 
             verifier = BackgroundVerifier(prepared.ruleset, store_path=db.path if db else None)
         return run(sources_of(scanner, db, prepared.scope), scanner, store=db, jobs=jobs, suppressions=prepared.suppressions,

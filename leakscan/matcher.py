@@ -34,7 +34,6 @@ from __future__ import annotations
 import bisect
 import itertools
 import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ import regex
 from .checks import CHECKS, FILTERS, shannon_entropy
 from .detectors import MAX_WIDTH, Rule, RuleSet
 from .model import Candidate
-from .paths import cache_root
+from .paths import cache_root, write_cache_file
 
 try:  # Hyperscan ships as a binary wheel; where it can't load we fall back to `regex`.
     import hyperscan as _hs
@@ -100,7 +99,7 @@ class Matcher:
         db.compile(expressions=[e for e, _ in expressions], ids=list(range(len(expressions))),
                    elements=len(expressions), flags=flags)  # fmt: skip
         if cache is not None:
-            _write_atomically(cache, _hs.dumpb(db))
+            write_cache_file(cache, _hs.dumpb(db))
         return db
 
     def _compile_keywords(self) -> dict[bytes, tuple[int, ...]]:
@@ -279,17 +278,6 @@ def _hs_cache_path(digest: str) -> Path | None:
     base = cache_root()
     version = getattr(_hs, "__version__", "0")
     return Path(base) / f"hyperscan-{version}-f{_CACHE_FORMAT}-{digest}.db"
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a cache we cannot write is only a missed speed-up
 
 
 def _hs_flags_for(expr: bytes) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import platformdirs
@@ -10,3 +11,15 @@ import platformdirs
 
 def cache_root() -> Path:
     return Path(os.environ.get("LEAKSCAN_CACHE_DIR") or platformdirs.user_cache_dir("leakscan"))
+
+
+def write_cache_file(path: Path, data: bytes) -> None:
+    """Atomically, or not at all: a cache we cannot write is only a missed speed-up."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass

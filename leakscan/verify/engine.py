@@ -328,4 +328,3 @@ def _aws_verdict(status: int, body: bytes) -> Verdict:
     return Verdict("unknown", f"unexpected answer: HTTP {status}")
 
 
-from .background import BackgroundVerifier  # noqa: E402,F401 (its home before; importers keep working)
