@@ -94,6 +94,26 @@ ExitCodeOpt = Annotated[int, typer.Option("--exit-code", metavar="N", min=0, max
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print the report and errors only.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Say more on stderr (the configuration and detectors in force).")]
 LogFormatOpt = Annotated[LogFormat, typer.Option("--log-format", help="Messages on stderr as plain text or JSON lines.")]
+# Declared once for the commands that share them (scan, repo, sweep run, serve).
+FmtOpt = Annotated[Optional[Format], typer.Option("--format", "-f", help="Output format (default: table).")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report to this file.")]
+RedactOpt = Annotated[bool, typer.Option("--redact", help="Leave raw secrets out of json/jsonl/sarif.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor update the scan cache.")]
+NoVerifyOpt = Annotated[bool, typer.Option("--no-verify", help="Do not ask providers whether secrets are live (also LEAKSCAN_NO_VERIFY=1).")]
+VerifyIntrusiveOpt = Annotated[bool, typer.Option("--verify-intrusive", help="Also run costly or intrusive checks (paid calls, token exchanges).")]
+OnlyVerifiedOpt = Annotated[bool, typer.Option("--only-verified", help="Report only secrets a provider confirmed as live.")]
+FailOnOpt = Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 on any finding, or only on verified ones.")]
+VerifyTimeoutOpt = Annotated[float, typer.Option("--verify-timeout", min=0.1, help="Seconds per verification request.")]
+RevokeWebhookOpt = Annotated[Optional[list[str]], typer.Option("--revoke-webhook", metavar="URL", help="POST verified leaks here, signed with LEAKSCAN_REVOKE_SECRET (repeatable).")]
+RevokeCommandOpt = Annotated[Optional[list[str]], typer.Option("--revoke-command", metavar="CMD", help="Run CMD (no shell) with each verified leak as JSON on stdin (repeatable).")]
+RevokeBuiltinOpt = Annotated[Optional[list[str]], typer.Option("--revoke-builtin", metavar="PROVIDER", help="Use a provider's own revoke API: huggingface, github, slack, gitlab (repeatable).")]
+RevokePluginOpt = Annotated[Optional[list[str]], typer.Option("--revoke-plugin", metavar="NAME", help="A revoker from the entry-point group leakscan.revokers (repeatable).")]
+RevokeConfigOpt = Annotated[Optional[Path], typer.Option("--revoke-config", help="A TOML file of [[callbacks]], each for all providers or some.")]
+NoDiscussionsOpt = Annotated[bool, typer.Option("--no-discussions", help="Skip discussion and pull-request comments.")]
+MaxRepoSizeOpt = Annotated[int, typer.Option("--max-repo-size", metavar="MB", min=1, help="Refuse repositories whose git data grows past this.")]
+NoLfsOpt = Annotated[bool, typer.Option("--no-lfs", help="Do not fetch the LFS content pointer files name.")]
+MaxLfsMbOpt = Annotated[int, typer.Option("--max-lfs-mb", metavar="MB", min=1, help="Fetch LFS objects whole up to this size (larger weights: their header only).")]
+PortOpt = Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free port).")]
 
 
 def _load(rules: list[Path] | None, only: list[str] | None) -> RuleSet:
@@ -151,9 +171,9 @@ def _emit(result: ScanResult, ruleset: RuleSet, fmt: Format | None, output: Path
 def scan(
     ctx: typer.Context,
     path: Annotated[Optional[Path], typer.Argument(help="Directory, file or git repository; - for standard input (default with --staged: the repository here).")] = None,
-    fmt: Annotated[Optional[Format], typer.Option("--format", "-f", help="Output format (default: table).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report to this file.")] = None,
-    redact: Annotated[bool, typer.Option("--redact", help="Leave raw secrets out of json/jsonl/sarif.")] = False,
+    fmt: FmtOpt = None,
+    output: OutputOpt = None,
+    redact: RedactOpt = False,
     baseline: BaselineOpt = None,
     ignore_file: IgnoreOpt = None,
     rules: RulesOpt = None,
@@ -166,23 +186,23 @@ def scan(
     since: Annotated[Optional[str], typer.Option("--since", metavar="REV", help="Only history reachable from some ref and not from REV.")] = None,
     rev_range: Annotated[Optional[str], typer.Option("--range", metavar="A..B", help="Only the history that A..B adds.")] = None,
     db: Annotated[Optional[Path], typer.Option("--db", help="The SQLite store (scan cache); default in the user cache dir.")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor update the scan cache.")] = False,
+    no_cache: NoCacheOpt = False,
     no_decode: Annotated[bool, typer.Option("--no-decode", help="Scan raw bytes only: no archives, notebooks, pickles or encodings.")] = False,
     max_decoded_mb: Annotated[int, typer.Option("--max-decoded-mb", min=1, help="Decoded bytes allowed per blob, in MiB.")] = Limits.max_decoded_bytes >> 20,
     max_depth: Annotated[int, typer.Option("--max-depth", min=1, max=20, help="Nesting depth of archives and formats.")] = Limits.max_depth,
     max_members: Annotated[int, typer.Option("--max-archive-members", min=1, help="Members read per archive.")] = Limits.max_members,
     max_ratio: Annotated[float, typer.Option("--max-ratio", min=1.0, help="Compression ratio beyond which a member is a bomb.")] = Limits.max_ratio,
     decode_timeout: Annotated[float, typer.Option("--decode-timeout", min=0.1, help="Seconds of decoding per blob.")] = Limits.max_seconds,
-    no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not ask providers whether secrets are live (also LEAKSCAN_NO_VERIFY=1).")] = False,
-    verify_intrusive: Annotated[bool, typer.Option("--verify-intrusive", help="Also run costly or intrusive checks (paid calls, token exchanges).")] = False,
-    only_verified: Annotated[bool, typer.Option("--only-verified", help="Report only secrets a provider confirmed as live.")] = False,
-    fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 on any finding, or only on verified ones.")] = FailOn.any,
-    verify_timeout: Annotated[float, typer.Option("--verify-timeout", min=0.1, help="Seconds per verification request.")] = 10.0,
-    revoke_webhook: Annotated[Optional[list[str]], typer.Option("--revoke-webhook", metavar="URL", help="POST verified leaks here, signed with LEAKSCAN_REVOKE_SECRET (repeatable).")] = None,
-    revoke_command: Annotated[Optional[list[str]], typer.Option("--revoke-command", metavar="CMD", help="Run CMD (no shell) with each verified leak as JSON on stdin (repeatable).")] = None,
-    revoke_builtin: Annotated[Optional[list[str]], typer.Option("--revoke-builtin", metavar="PROVIDER", help="Use a provider's own revoke API: huggingface, github, slack, gitlab (repeatable).")] = None,
-    revoke_plugin: Annotated[Optional[list[str]], typer.Option("--revoke-plugin", metavar="NAME", help="A revoker from the entry-point group leakscan.revokers (repeatable).")] = None,
-    revoke_config: Annotated[Optional[Path], typer.Option("--revoke-config", help="A TOML file of [[callbacks]], each for all providers or some.")] = None,
+    no_verify: NoVerifyOpt = False,
+    verify_intrusive: VerifyIntrusiveOpt = False,
+    only_verified: OnlyVerifiedOpt = False,
+    fail_on: FailOnOpt = FailOn.any,
+    verify_timeout: VerifyTimeoutOpt = 10.0,
+    revoke_webhook: RevokeWebhookOpt = None,
+    revoke_command: RevokeCommandOpt = None,
+    revoke_builtin: RevokeBuiltinOpt = None,
+    revoke_plugin: RevokePluginOpt = None,
+    revoke_config: RevokeConfigOpt = None,
     staged: Annotated[bool, typer.Option("--staged", help="Only what is staged for commit (the index, not the work tree): the pre-commit hook.")] = False,
     config: ConfigOpt = None,
     exclude_path: ExcludeOpt = None,
@@ -297,18 +317,18 @@ def repo(
     repo_type: Annotated[Optional[HubType], typer.Option("--type", help="Repository type when TARGET has no prefix.")] = None,
     revision: Annotated[Optional[str], typer.Option("--revision", help="Scan this revision's tree and the history up to it.")] = None,
     author: Annotated[Optional[str], typer.Option("--author", help="Scan every model, dataset, Space and storage bucket of this user or organisation.")] = None,
-    no_discussions: Annotated[bool, typer.Option("--no-discussions", help="Skip discussion and pull-request comments.")] = False,
-    max_repo_size: Annotated[int, typer.Option("--max-repo-size", metavar="MB", min=1, help="Refuse repositories whose git data grows past this.")] = 10240,
-    no_lfs: Annotated[bool, typer.Option("--no-lfs", help="Do not fetch the LFS content pointer files name.")] = False,
-    max_lfs_mb: Annotated[int, typer.Option("--max-lfs-mb", metavar="MB", min=1, help="Fetch LFS objects whole up to this size (larger weights: their header only).")] = 64,
-    fmt: Annotated[Optional[Format], typer.Option("--format", "-f", help="Output format (default: table).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report to this file.")] = None,
-    redact: Annotated[bool, typer.Option("--redact", help="Leave raw secrets out of json/jsonl/sarif.")] = False,
+    no_discussions: NoDiscussionsOpt = False,
+    max_repo_size: MaxRepoSizeOpt = 10240,
+    no_lfs: NoLfsOpt = False,
+    max_lfs_mb: MaxLfsMbOpt = 64,
+    fmt: FmtOpt = None,
+    output: OutputOpt = None,
+    redact: RedactOpt = False,
     db: Annotated[Optional[Path], typer.Option("--db", help="The SQLite store (scan cache, verdicts).")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor update the scan cache.")] = False,
+    no_cache: NoCacheOpt = False,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not ask providers whether secrets are live.")] = False,
-    only_verified: Annotated[bool, typer.Option("--only-verified", help="Report only secrets a provider confirmed as live.")] = False,
-    fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 on any finding, or only on verified ones.")] = FailOn.any,
+    only_verified: OnlyVerifiedOpt = False,
+    fail_on: FailOnOpt = FailOn.any,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes.")] = None,
     baseline: BaselineOpt = None,
     ignore_file: IgnoreOpt = None,
@@ -316,13 +336,13 @@ def repo(
     rules: RulesOpt = None,
     only: OnlyOpt = None,
     exclude_path: ExcludeOpt = None,
-    verify_intrusive: Annotated[bool, typer.Option("--verify-intrusive", help="Also run costly or intrusive checks (paid calls, token exchanges).")] = False,
-    verify_timeout: Annotated[float, typer.Option("--verify-timeout", min=0.1, help="Seconds per verification request.")] = 10.0,
-    revoke_webhook: Annotated[Optional[list[str]], typer.Option("--revoke-webhook", metavar="URL", help="POST verified leaks here, signed with LEAKSCAN_REVOKE_SECRET (repeatable).")] = None,
-    revoke_command: Annotated[Optional[list[str]], typer.Option("--revoke-command", metavar="CMD", help="Run CMD (no shell) with each verified leak as JSON on stdin (repeatable).")] = None,
-    revoke_builtin: Annotated[Optional[list[str]], typer.Option("--revoke-builtin", metavar="PROVIDER", help="Use a provider's own revoke API: huggingface, github, slack, gitlab (repeatable).")] = None,
-    revoke_plugin: Annotated[Optional[list[str]], typer.Option("--revoke-plugin", metavar="NAME", help="A revoker from the entry-point group leakscan.revokers (repeatable).")] = None,
-    revoke_config: Annotated[Optional[Path], typer.Option("--revoke-config", help="A TOML file of [[callbacks]], each for all providers or some.")] = None,
+    verify_intrusive: VerifyIntrusiveOpt = False,
+    verify_timeout: VerifyTimeoutOpt = 10.0,
+    revoke_webhook: RevokeWebhookOpt = None,
+    revoke_command: RevokeCommandOpt = None,
+    revoke_builtin: RevokeBuiltinOpt = None,
+    revoke_plugin: RevokePluginOpt = None,
+    revoke_config: RevokeConfigOpt = None,
     report_unused_ignores: UnusedOpt = False,
     max_target_mb: MaxTargetOpt = None,
     exit_code: ExitCodeOpt = EXIT_FINDINGS,
@@ -433,18 +453,18 @@ def _progress(items: list, show: bool):
 @app.command()
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free port).")] = 8080,
+    port: PortOpt = 8080,
     db: Annotated[Optional[Path], typer.Option("--db", help="The SQLite store holding the job queue and findings.")] = None,
     secret_env: Annotated[str, typer.Option("--secret-env", metavar="NAME", help="Variable holding the webhook secret.")] = "LEAKSCAN_WEBHOOK_SECRET",
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Scans running at once.")] = 2,
-    no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not ask providers whether secrets are live (also LEAKSCAN_NO_VERIFY=1).")] = False,
+    no_verify: NoVerifyOpt = False,
     notify: Annotated[Optional[str], typer.Option("--notify", metavar="URL", help="POST new findings (redacted) here.")] = None,
     max_body: Annotated[int, typer.Option("--max-body", metavar="BYTES", min=1024, help="Largest webhook body accepted.")] = 1 << 20,
     max_attempts: Annotated[int, typer.Option("--max-attempts", min=1, help="Attempts before a failing job is parked.")] = 5,
-    max_repo_size: Annotated[int, typer.Option("--max-repo-size", metavar="MB", min=1, help="Refuse repositories whose git data grows past this.")] = 10240,
-    no_lfs: Annotated[bool, typer.Option("--no-lfs", help="Do not fetch the LFS content pointer files name.")] = False,
-    max_lfs_mb: Annotated[int, typer.Option("--max-lfs-mb", metavar="MB", min=1, help="Fetch LFS objects whole up to this size (larger weights: their header only).")] = 64,
-    revoke_webhook: Annotated[Optional[list[str]], typer.Option("--revoke-webhook", metavar="URL", help="POST verified leaks here, signed with LEAKSCAN_REVOKE_SECRET (repeatable).")] = None,
+    max_repo_size: MaxRepoSizeOpt = 10240,
+    no_lfs: NoLfsOpt = False,
+    max_lfs_mb: MaxLfsMbOpt = 64,
+    revoke_webhook: RevokeWebhookOpt = None,
     max_queue: Annotated[int, typer.Option("--max-queue", metavar="JOBS", min=1, help="Answer 503 (Retry-After) while this many jobs wait.")] = 10_000,
     max_connections: Annotated[Optional[int], typer.Option("--max-connections", metavar="N", min=1, help="Open connections at most; past it the oldest idle one is closed (default: from the descriptor limit, 384 at 1024).")] = None,
     idle_timeout: Annotated[float, typer.Option("--idle-timeout", metavar="SECONDS", min=0.1, help="Close a connection that sends no whole request head this long after opening or after its last answer.")] = 15.0,
@@ -484,7 +504,7 @@ def serve(
 def ui(
     db: Annotated[Path, typer.Option("--db", help="The SQLite store whose findings to show.")],
     host: Annotated[str, typer.Option("--host", help="Address to listen on; off loopback it needs LEAKSCAN_UI_TOKEN.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free port).")] = 8000,
+    port: PortOpt = 8000,
 ) -> None:
     """The findings page: list, filter and triage what scans and sweeps recorded, in a browser."""
     from .ui.server import TOKEN_ENV, Config, UiError, serve
@@ -519,12 +539,12 @@ def sweep_run(
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", metavar="ADDR", help="An existing Ray cluster (implies --ray).")] = None,
     max_attempts: Annotated[int, typer.Option("--max-attempts", min=1, help="Attempts before a failing repository is parked.")] = 3,
     backoff: Annotated[float, typer.Option("--backoff", metavar="SECONDS", min=0.0, help="Wait before the first retry (doubled each time).")] = 5.0,
-    no_discussions: Annotated[bool, typer.Option("--no-discussions", help="Skip discussion and pull-request comments.")] = False,
-    max_repo_size: Annotated[int, typer.Option("--max-repo-size", metavar="MB", min=1, help="Refuse repositories whose git data grows past this.")] = 10240,
-    no_lfs: Annotated[bool, typer.Option("--no-lfs", help="Do not fetch the LFS content pointer files name.")] = False,
-    max_lfs_mb: Annotated[int, typer.Option("--max-lfs-mb", metavar="MB", min=1, help="Fetch LFS objects whole up to this size (larger weights: their header only).")] = 64,
-    no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not ask providers whether secrets are live (also LEAKSCAN_NO_VERIFY=1).")] = False,
-    revoke_webhook: Annotated[Optional[list[str]], typer.Option("--revoke-webhook", metavar="URL", help="POST verified leaks here, signed with LEAKSCAN_REVOKE_SECRET (repeatable).")] = None,
+    no_discussions: NoDiscussionsOpt = False,
+    max_repo_size: MaxRepoSizeOpt = 10240,
+    no_lfs: NoLfsOpt = False,
+    max_lfs_mb: MaxLfsMbOpt = 64,
+    no_verify: NoVerifyOpt = False,
+    revoke_webhook: RevokeWebhookOpt = None,
     config: ConfigOpt = None,
     rules: RulesOpt = None,
     only: OnlyOpt = None,
