@@ -323,12 +323,16 @@ class Service:
         a kept-alive client) are closed, or the oldest ones if every connection is inside a
         handler: a flood of connections that send nothing cannot lock everyone else out, nor run
         the process out of descriptors."""
-        live = [h for h in server.connections if h.transport is not None]
+        live = _live(server)
         excess = len(live) + 1 - self.config.max_connections  # + the connection being made
         if excess > 0:
-            for victim in sorted(live, key=lambda h: h in self.in_request)[:excess]:  # stable: oldest first
-                victim.force_close()
-            self.evicted += excess
+            self._close(sorted(live, key=lambda h: h in self.in_request)[:excess])  # stable: oldest first
+
+    def _close(self, victims: list[web.RequestHandler]) -> int:
+        for victim in victims:
+            victim.force_close()
+        self.evicted += len(victims)
+        return len(victims)
 
     def _loop_exception(self, server: web.Server, loop: asyncio.AbstractEventLoop, context: dict) -> None:
         """Out of descriptors, asyncio stops accepting for a second and reports each failed
@@ -336,15 +340,12 @@ class Service:
         connections are closed at once so that the retry finds room."""
         exc = context.get("exception")
         if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-            live = [h for h in server.connections if h.transport is not None]
-            idle = [h for h in live if h not in self.in_request][: max(1, len(live) // 2)]
-            for victim in idle:
-                victim.force_close()
-            self.evicted += len(idle)
+            live = _live(server)
+            closed = self._close([h for h in live if h not in self.in_request][: max(1, len(live) // 2)])
             now = time.monotonic()
             if now - self.out_of_descriptors_logged >= 60:
                 self.out_of_descriptors_logged = now
-                log(f"descriptor limit reached ({exc.strerror}): new connections wait, {len(idle)} idle ones closed")
+                log(f"descriptor limit reached ({exc.strerror}): new connections wait, {closed} idle ones closed")
             return
         loop.default_exception_handler(context)
 
@@ -469,6 +470,11 @@ class Service:
             self.queue.release_mine()  # what did not finish is retried by the next start
             self.queue.db.close()
             log("stopped")
+
+
+def _live(server: web.Server) -> list[web.RequestHandler]:
+    """The server's connections that are still open, oldest first."""
+    return [h for h in server.connections if h.transport is not None]
 
 
 def log(message: str) -> None:
