@@ -64,3 +64,5 @@ def test_an_owner_sweep_by_repo_includes_buckets_and_an_unknown_bucket_is_one_li
     assert (missing.code, missing.out) == (2, "")
     assert missing.err == "leakscan: error: buckets/alice/none: bucket not found (or private: set HF_TOKEN or log in)\n"
     assert leakscan("sweep", "run", "--db", tmp_path / "s.db", "--type", "bucket", env=e).code == 2
+    revision = leakscan("repo", f"buckets/{BUCKET}", "--revision", "main", "--no-verify", env=e)
+    assert (revision.code, revision.err) == (2, f"leakscan: error: buckets/{BUCKET}: a bucket has no revisions\n")

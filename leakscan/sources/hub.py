@@ -149,10 +149,10 @@ def repo_info(repo: HubRepo, revision: str | None = None):
     """The repository's metadata through huggingface_hub; HubError with the reason if unusable."""
     from huggingface_hub.utils import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
+    if repo.repo_type == "bucket" and revision:
+        raise HubError(f"{repo.label}: a bucket has no revisions")
     try:
         if repo.repo_type == "bucket":
-            if revision:
-                raise HubError(f"{repo.label}: a bucket has no revisions")
             return api(repo.endpoint).bucket_info(repo.repo_id)
         return api(repo.endpoint).repo_info(repo.repo_id, repo_type=repo.repo_type, revision=revision)
     except GatedRepoError:
