@@ -45,7 +45,7 @@ from .net import Client
 from .store import connect, transaction
 from .store.findings import record_repo_findings
 from .store.jobs import Job, Queue
-from .textsafe import scrub
+from .textsafe import reason, scrub
 
 LEASE_SECONDS = 300.0
 MAX_BODY = 1 << 20
@@ -411,7 +411,7 @@ class Service:
                 new = record_repo_findings(self.queue.db, hub_repo.label, result.findings, f"job {job.id}", time.time())
                 self.queue.done(job.id, findings=len(result.findings))
         except Exception as exc:  # HubError, git and network failures: retried, then parked
-            detail = scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, [self.config.secret])[:300]
+            detail = reason(exc, [self.config.secret], limit=300)
             retried = self.queue.retry(job.id, detail)
             state = "lease lost" if retried is None else "parked" if retried.state == "parked" else "will retry"
             log(f"job {job.id} ({label}) attempt {job.attempts}: {scrub(detail)} ({state})")

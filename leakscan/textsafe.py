@@ -40,3 +40,11 @@ def scrub(text: object, secrets: Iterable[str | bytes] = ()) -> str:
         out = out.replace(form, "[secret]")
     out = _URL.sub(lambda m: m.group(1) + m.group(3) + ("/…" if m.group(4) else ""), out)
     return escape(out)
+
+
+def reason(exc: BaseException, secrets: Iterable[str | bytes] = (), limit: int = 160) -> str:
+    """Why something failed, for a skip or a log: the exception's first line (its type when it
+    has no text), scrubbed, then shortened (a cut made first could leave half a secret that
+    `scrub` would no longer recognise)."""
+    text = str(exc)
+    return scrub(text.splitlines()[0] if text else type(exc).__name__, secrets)[:limit]

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 from ..model import Finding, Place, Skip
-from ..textsafe import scrub
+from ..textsafe import reason
 from .base import Blob
 from .lfs import ContentCache, LfsClient, LfsOptions, LfsSource, Pointer
 
@@ -49,7 +49,7 @@ class BucketSource(LfsSource):
                 ptr = found.setdefault(item.xet_hash, Pointer(item.xet_hash, int(item.size)))
                 ptr.places.append(Place(item.path, "bucket", None, None, None, date))
         except Exception as exc:  # HTTP errors and the client's connection errors: a skip, what was listed is scanned
-            self.listing_error = scrub(str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__)
+            self.listing_error = reason(exc)
         return found
 
     def _resolve_url(self, blob: Blob) -> str | None:

@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit
 
 from ..model import Finding, Place, Skip
 from ..paths import cache_root
-from ..textsafe import scrub
+from ..textsafe import reason
 from .base import Annotated, Blob, Source, bytes_opener
 from .hubapi import api, endpoint, http_status, hub_token
 from .lfs import LfsOptions
@@ -114,8 +114,7 @@ class DiscussionSource(Source):
                 data = comment.text.encode("utf-8", "surrogatepass")
                 yield Blob(None, len(data), (comment.origin(),), data)
         except Exception as exc:  # HTTP errors (OSErrors) and the client's connection errors
-            detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-            yield Skip("discussions", f"cannot read discussions: {scrub(detail)}")
+            yield Skip("discussions", f"cannot read discussions: {reason(exc)}")
 
     def finish(self, findings: list[Finding], scanned: list[tuple[str, int]]) -> list[Finding]:
         for f in findings:

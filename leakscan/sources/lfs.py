@@ -55,7 +55,7 @@ from ..decoders.lfs import MAX_POINTER, lfs_oid
 from ..model import Finding, Place, Skip
 from ..net import NetError, Refused, Session, resolves_private
 from ..paths import cache_root
-from ..textsafe import scrub
+from ..textsafe import reason
 from .base import Blob, Opened, Source
 
 SMALL_OBJECT = 1 << 20  # fetched whole whatever its kind: cheap, and a config or text file
@@ -243,7 +243,7 @@ class LfsClient:
                 answer = json.loads(buf.getvalue())
             except (OSError, ValueError, LfsError, NetError) as exc:
                 for o, _ in part:
-                    errors[o] = _reason(exc)
+                    errors[o] = reason(exc)
                 continue
             for obj in answer.get("objects", []) if isinstance(answer, dict) else []:
                 oid = obj.get("oid") if isinstance(obj, dict) else None
@@ -316,7 +316,7 @@ class LfsClient:
         try:
             return self.cache.put(oid, write)
         except (OSError, ValueError, NetError) as exc:
-            raise LfsError(_reason(exc)) from None
+            raise LfsError(reason(exc)) from None
 
     def range(self, oid: str, start: int, end: int) -> bytes:
         """Bytes start..end (inclusive) of the object."""
@@ -327,7 +327,7 @@ class LfsClient:
             with self._open(oid, start, end) as resp:
                 got = read_bounded(resp, end - start + 1, time.monotonic() + OBJECT_DEADLINE, buf.extend)
         except (OSError, ValueError, NetError) as exc:
-            raise LfsError(_reason(exc)) from None
+            raise LfsError(reason(exc)) from None
         self._count(got)
         return bytes(buf)
 
@@ -337,11 +337,6 @@ class LfsClient:
 
 def _is_resolve(url: str) -> bool:
     return "/resolve/" in urlsplit(url).path
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-    return scrub(text)
 
 
 # ---- partial reads of large objects --------------------------------------------------------------------
@@ -412,7 +407,7 @@ def zip_members(client: LfsClient, oid: str, size: int, member_cap: int) -> byte
                 if len(data) <= member_cap:
                     w.writestr(info.filename, data)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, ValueError, EOFError) as exc:
-        raise LfsError(f"not a readable zip: {_reason(exc)}") from None
+        raise LfsError(f"not a readable zip: {reason(exc)}") from None
     return out.getvalue()
 
 
@@ -557,7 +552,7 @@ class LfsSource(Source):
                 size = path.stat().st_size  # a partial read: what was read, not the object's size
                 fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed when read to the end
             except (LfsError, OSError) as exc:
-                yield Skip(where.path, f"LFS object not fetched: {_reason(exc)}", "lfs")
+                yield Skip(where.path, f"LFS object not fetched: {reason(exc)}", "lfs")
                 continue
             finally:
                 spent += client.fetched_bytes - before
