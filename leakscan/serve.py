@@ -347,6 +347,8 @@ class Service:
                 self.out_of_descriptors_logged = now
                 log(f"descriptor limit reached ({exc.strerror}): new connections wait, {closed} idle ones closed")
             return
+        if self.stopping.is_set() and isinstance(exc, (OSError, ValueError)):
+            return  # asyncio's delayed accept retry, run on the listener we have just closed
         loop.default_exception_handler(context)
 
     # workers
