@@ -28,6 +28,7 @@ from .findings import Suppressions, dedupe
 from .model import Finding, Skip
 from .scan import Scanner
 from .sources.base import Blob, Opener, Source
+from .versions import Versions, file_order
 
 PARALLEL_MIN_BYTES = 16 << 20  # below this, starting processes costs more than it saves
 SHARDS_PER_WORKER = 4  # more shards than workers: results (and their verification) flow early
@@ -70,13 +71,15 @@ class Batch:
 
     def take(self, scanner: Scanner, opened: Iterable[tuple[Blob, Callable[[int], bytes]] | Skip],
              lfs_store: Path | None) -> Batch:  # fmt: skip
+        versions = Versions()
         for item in opened:
             if isinstance(item, Skip):
                 self.skipped.append(item)
                 continue
             blob, read = item
+            before = versions.before(blob)
             try:
-                got = scanner.scan_blob(read, blob.places, lfs_store=lfs_store)
+                got = scanner.scan_blob(read, blob.places, lfs_store=lfs_store, before=before)
             except OSError as exc:  # a file that became unreadable midway (a vanished mount, EIO)
                 self.skipped.append(Skip(blob.places[0].path, f"unreadable: {exc.strerror or exc}"))
                 continue
@@ -86,6 +89,7 @@ class Batch:
                 # candidates before path rules: a blob whose secrets one path excludes must be
                 # read again when it turns up at another path
                 self.scanned.append((blob.key, got.candidates))
+            versions.keep(blob, got.version)
             self.found += got.findings
             self.skipped += got.skipped
             self.blobs += 1
@@ -139,7 +143,7 @@ def run(sources: Sequence[Source], scanner: Scanner, *, store=None, jobs: int | 
         if store is not None and keys:
             known = store.scanned_objects(scanner.cache_key, keys)
             blobs = [b for b in blobs if b.key is None or known.get(b.key, 1) > 0]
-        return skipped, blobs
+        return skipped, file_order(blobs)
 
     def meanwhile(j: int) -> None:
         skipped, blobs = todo(j)
@@ -275,12 +279,16 @@ def _unsuppressed(findings: Iterable[Finding], suppressions: Suppressions | None
 
 def _shards(blobs: list[Blob], n: int) -> list[list[Blob]]:
     """`n` contiguous runs of about equal bytes: neighbours in listing order share delta bases,
-    so each worker's `git cat-file` keeps its cache warm."""
+    so each worker's `git cat-file` keeps its cache warm. A run starts only where a piece of a
+    file's history does (`versions.file_order`), so a blob meets its earlier version whatever
+    the number of workers."""
     total = sum(b.size for b in blobs) or 1
     shards: list[list[Blob]] = [[] for _ in range(n)]
-    acc = 0
+    acc = at = 0
     for blob in blobs:
-        shards[min(n - 1, acc * n // total)].append(blob)
+        if blob.base is None:
+            at = min(n - 1, acc * n // total)
+        shards[at].append(blob)
         acc += blob.size
     return [s for s in shards if s]
 

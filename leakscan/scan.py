@@ -19,9 +19,10 @@ from . import __version__
 from .detectors import RuleSet
 from .findings import fingerprint, make_finding, unsafe_finding
 from .locate import LineCounter, locate_bytes, locate_stream
-from .decoders import Limits, Unsafe, decode, is_lfs_pointer, lfs_oid, no_text_format, no_text_reason, sniff
+from .decoders import Limits, Seen, Unsafe, decode, is_lfs_pointer, lfs_oid, no_text_format, no_text_reason, plain_text, sniff
 from .decoders.stream import EncodedStream
 from .matcher import CHUNK_SIZE, Chunk, ChunkFeed, Matcher, bytes_reader, file_reader
+from .versions import Version, changed_span
 from .model import Candidate, Finding, Location, Place, Skip
 
 
@@ -32,6 +33,7 @@ class Scanned:
     findings: list[Finding] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
     candidates: int = 0  # findings before path rules: what the scan cache remembers of a blob
+    version: Version | None = None  # a text blob read whole, as the next version meets it
 
 
 WHOLE_BLOB = CHUNK_SIZE  # blobs up to this size are read whole, so their layers can be decoded
@@ -53,6 +55,7 @@ class Scanner:
         self.model_scan = model_scan and limits is not None
         self.pickle_unknown = pickle_unknown
         self._rules = ruleset.by_id
+        self.seen = Seen()  # archive members decoded so far in this process
         # What a scan of the same bytes yields depends on the detectors, the limits in force and
         # the code that decodes and matches: an upgrade must never reuse what an older one found.
         decoding = "raw" if limits is None else repr(limits)
@@ -61,12 +64,14 @@ class Scanner:
         self.cache_key = hashlib.sha256(key.encode()).hexdigest()[:32]
 
     def scan_stream(self, read: Callable[[int], bytes], origin: Place, *,
-                    lfs_store: Path | None = None) -> Scanned:  # fmt: skip
+                    lfs_store: Path | None = None, before: Version | None = None) -> Scanned:  # fmt: skip
         """Small blobs and structured formats (within the decoded-bytes limit) are read whole
-        and decoded; anything else is streamed through the matcher in chunks."""
+        and decoded; anything else is streamed through the matcher in chunks. `before`: an
+        earlier version of a small text blob, already scanned at this path in this pass: only
+        the lines that changed since are searched for encoded text (see `versions`)."""
         head = read(WHOLE_BLOB)
         if len(head) < WHOLE_BLOB:
-            return self._scan_whole(head, origin, lfs_store)
+            return self._scan_whole(head, origin, lfs_store, before)
         fmt = sniff(head, origin.path) if self.limits is not None else None
         if fmt in _STRUCTURED:
             budget = self.limits.max_decoded_bytes
@@ -100,14 +105,16 @@ class Scanner:
         return [make_finding(self._rules[c.rule_id], c, loc, origin) for c, loc in located if not loc.allowed]
 
     def scan_blob(self, read: Callable[[int], bytes], places: Sequence[Place], *,
-                  lfs_store: Path | None = None) -> Scanned:  # fmt: skip
-        """One blob, read once, at every place it appears (oldest first)."""
+                  lfs_store: Path | None = None, before: Version | None = None) -> Scanned:  # fmt: skip
+        """One blob, read once, at every place it appears (oldest first). `before`: see
+        `scan_stream`."""
         groups: dict[tuple, list[Place]] = {}
         for place in places:
             groups.setdefault(_decoder_choice(place.path), []).append(place)
         if len(groups) == 1:
-            got = self.scan_stream(read, places[0], lfs_store=lfs_store)
-            return Scanned(self._at_places(got.findings, places), got.skipped, len(got.findings))
+            got = self.scan_stream(read, places[0], lfs_store=lfs_store, before=before)
+            version = got.version and replace(got.version, paths=frozenset(p.path for p in places))
+            return Scanned(self._at_places(got.findings, places), got.skipped, len(got.findings), version)
         # Paths that choose different decoders (`x.ipynb` and `x.json` of the same bytes): the
         # bytes are matched and decoded once per choice, within the decoded-bytes budget.
         budget = self.limits.max_decoded_bytes if self.limits else CHUNK_SIZE
@@ -139,7 +146,7 @@ class Scanner:
             out.append(_moved(f, allowed[0], allowed[1:]) if allowed[0] is not places[0] or len(allowed) > 1 else f)
         return out
 
-    def _scan_whole(self, data: bytes, origin: Place, lfs_store: Path | None) -> Scanned:
+    def _scan_whole(self, data: bytes, origin: Place, lfs_store: Path | None, before: Version | None = None) -> Scanned:
         if self.limits is None:
             return Scanned(self._raw_bytes(data, origin))
         if is_lfs_pointer(data):  # its oid is not a secret; the content it names may hold one
@@ -147,7 +154,10 @@ class Scanner:
         result = Scanned(self._raw_bytes(data, origin))
         layered: list[Finding] = []
         unsafe: list[Finding] = []
-        for item in decode(origin.path, data, self.limits, models=self.model_scan):
+        fmt = sniff(data, origin.path)
+        text = plain_text(data, fmt)
+        changed = changed_span(before.data, data) if text and before is not None else None
+        for item in decode(origin.path, data, self.limits, models=self.model_scan, fmt=fmt, changed=changed, seen=self.seen):
             if isinstance(item, Unsafe):
                 if item.severity != "low" or self.pickle_unknown:
                     unsafe.append(self._unsafe(item, origin))
@@ -157,7 +167,14 @@ class Scanner:
                 result.skipped.append(Skip(origin.path, item.reason, where))
             else:
                 layered += self._raw_bytes(item.data, replace(origin, container=where))
-        result.findings = _outer_only(result.findings, layered) + layered + unsafe
+        # The secrets decoded layers show are not reported again as raw bytes; those of the
+        # lines that did not change were shown by the earlier version's layers.
+        shown = {(f.detector, f.secret) for f in layered}
+        if changed is not None:
+            shown |= before.shown
+        result.findings = _outer_only(result.findings, layered, shown) + layered + unsafe
+        if text:
+            result.version = Version(data, frozenset(), frozenset(shown))
         return result
 
     def _unsafe_in(self, data: bytes, origin: Place) -> list[Finding]:
@@ -234,15 +251,17 @@ class _TextStream:
                 self.layered += self.scanner._raw_bytes(item.data, replace(self.origin, container=where))
 
 
-def _outer_only(found: list[Finding], layered: list[Finding]) -> list[Finding]:
+def _outer_only(found: list[Finding], layered: list[Finding], shown: set[tuple[str, str]] | None = None) -> list[Finding]:
     """A secret found in a decoded layer is reported there (with its container), not again as
     the raw bytes of the notebook or archive that hold it, nor as the "generic" high-entropy
-    base64/hex text it was encoded into."""
-    if not layered:
+    base64/hex text it was encoded into. `shown`: (detector, secret) of every layer that counts
+    (default: `layered`'s)."""
+    if shown is None:
+        shown = {(f.detector, f.secret) for f in layered}
+    if not shown:
         return found
-    inner = {(f.detector, f.secret_sha256) for f in layered}
-    secrets = _Secrets(f.secret.encode() for f in layered)
-    return [f for f in found if (f.detector, f.secret_sha256) not in inner
+    secrets = _Secrets(secret.encode() for _, secret in shown)
+    return [f for f in found if (f.detector, f.secret) not in shown
             and not (f.generic and _encodes_any(f.secret, secrets))]  # fmt: skip
 
 

@@ -29,8 +29,8 @@ from dataclasses import replace
 from ..model import Skip
 from .archives import (GZIP_MAGIC, SEVENZIP_MAGIC, XZ_MAGIC, ZIP_MAGICS, is_bz2, is_zlib, looks_tar, sevenzip_members,
                        stream, tar_members, zip_members)  # fmt: skip
-from .base import Child, Context, Layer, LimitReached, Limits, Problem, Unsafe
-from .encoded import find_encoded
+from .base import Child, Context, Layer, LimitReached, Limits, Problem, Seen, Unsafe
+from .encoded import find_encoded, utf16_encoding
 from .gguf import gguf_metadata
 from .lfs import is_lfs_pointer, lfs_oid
 from .notebook import notebook_cells, sniff_notebook
@@ -38,7 +38,8 @@ from .pickles import NPY_MAGIC, npy_array, pickle_strings, sniff_pickle
 from .safetensors import safetensors_metadata, sniff_safetensors
 from .unsafe import hdf5_keras, keras_config, sniff_hdf5, sniff_keras_config
 
-__all__ = ["Layer", "Limits", "Unsafe", "decode", "is_lfs_pointer", "lfs_oid", "no_text_format", "no_text_reason", "sniff"]
+__all__ = ["Layer", "Limits", "Seen", "Unsafe", "decode", "is_lfs_pointer", "lfs_oid", "no_text_format", "no_text_reason",
+           "plain_text", "sniff"]
 
 Handler = Callable[[bytes, str, Context], Iterator[Child | Problem | Unsafe]]
 HANDLERS: dict[str, Handler] = {
@@ -133,16 +134,30 @@ def sniff(data: bytes, name: str = "") -> str | None:
     return None
 
 
-def decode(path: str, data: bytes, limits: Limits = Limits(), *, models: bool = False) -> Iterator[Layer | Skip | Unsafe]:
+_SNIFF = "?"
+
+
+def decode(path: str, data: bytes, limits: Limits = Limits(), *, models: bool = False, fmt: str | None = _SNIFF,
+           changed: tuple[int, int] | None = None, seen: Seen | None = None) -> Iterator[Layer | Skip | Unsafe]:  # fmt: skip
     """All decoded layers of a blob (NOT including the raw data itself, which the scanner scans
-    anyway), recursively, within limits; with `models`, what model files in it run when loaded."""
+    anyway), recursively, within limits; with `models`, what model files in it run when loaded.
+    `fmt`: what `sniff` said of the blob, if already asked. `changed`: for a blob that is
+    `plain_text`, the span that changed since an earlier version already scanned at the same
+    path (see `versions`): encoded text is searched there only. `seen`: archive members decoded
+    before, kept from blob to blob."""
     if is_lfs_pointer(data):
         return
-    ctx = Context(limits, models)
+    ctx = Context(limits, models, seen)
     try:
-        yield from _expand(ctx, path, data, path, "", 0, 0)
+        yield from _expand(ctx, path, data, path, "", 0, 0, fmt, changed)
     except LimitReached as exc:
         yield Skip(path, exc.reason, exc.where or None)
+
+
+def plain_text(data: bytes, fmt: str | None) -> bool:
+    """Whether a blob `sniff` called `fmt` is searched for encoded text as it is, line by line:
+    not structured, not a known format without text, not UTF-16 (searched once re-encoded)."""
+    return fmt is None and (len(data) < NO_TEXT_MIN_BYTES or no_text_format(data) is None) and utf16_encoding(data) is None
 
 
 def _join(chain: str, name: str | None) -> str:
@@ -151,11 +166,13 @@ def _join(chain: str, name: str | None) -> str:
     return f"{chain}!{name}" if chain else name
 
 
-def _expand(ctx: Context, path: str, data: bytes, name: str, chain: str, depth: int, enc: int) -> Iterator[Layer | Skip]:
+def _expand(ctx: Context, path: str, data: bytes, name: str, chain: str, depth: int, enc: int,
+            fmt: str | None = _SNIFF, changed: tuple[int, int] | None = None) -> Iterator[Layer | Skip]:  # fmt: skip
     """The layers below one layer (the blob itself at depth 0)."""
     try:
         ctx.tick()
-        fmt = sniff(data, name)
+        if fmt is _SNIFF:
+            fmt = sniff(data, name)
         if fmt == "lfs":
             return
         structured = False
@@ -163,13 +180,14 @@ def _expand(ctx: Context, path: str, data: bytes, name: str, chain: str, depth: 
             if depth >= ctx.limits.max_depth:
                 yield Skip(path, f"nesting depth limit ({ctx.limits.max_depth}) reached: {fmt} not decoded", chain or None)
                 return
+            ctx.level = (depth, enc)
             structured = yield from _run(ctx, path, HANDLERS[fmt](data, name, ctx), fmt, chain, depth, enc)
         if not structured and enc < ctx.limits.max_encoded_depth:
             kind = no_text_format(data) if len(data) >= NO_TEXT_MIN_BYTES else None
             if kind is not None:
                 yield Skip(path, no_text_reason(kind), chain or None)
                 return
-            yield from _run(ctx, path, find_encoded(data, name, ctx), "encoded-text", chain, depth, enc)
+            yield from _run(ctx, path, find_encoded(data, name, ctx, changed), "encoded-text", chain, depth, enc)
     except LimitReached as exc:
         if exc.where is None:
             exc.where = _join(chain, exc.member)
@@ -201,6 +219,43 @@ def _run(ctx: Context, path: str, items: Iterator[Child | Problem], fmt: str, ch
 
 def _child(ctx: Context, path: str, item: Child, chain: str, depth: int, enc: int) -> Iterator[Layer | Skip]:
     container = _join(chain, item.name) or item.kind
+    if item.remembered is not None:
+        yield from _replay(ctx, path, container, item.remembered)
+        return
+    if item.seen is not None:
+        # what this member decodes to, kept (relative to it) for wherever it is met again; a
+        # limit reached on the way ends the blob's decoding and nothing is kept
+        kept: list[tuple[str, Layer | Skip | Unsafe]] = []
+        size = 0
+        for out in _decoded(ctx, path, item, container, depth, enc):
+            where = (out.name if isinstance(out, Unsafe) else out.container) or ""
+            kept.append((where[len(container):], out))
+            size += len(out.data) if isinstance(out, Layer) else 0
+            yield out
+        ctx.seen.put(item.seen, tuple(kept), size)
+        return
+    yield from _decoded(ctx, path, item, container, depth, enc)
+
+
+def _replay(ctx: Context, path: str, container: str, remembered: tuple) -> Iterator[Layer | Skip | Unsafe]:
+    """A member's layers as `_child` kept them, placed under `container`; they cost the budget
+    what decoding them did."""
+    for rel, out in remembered:
+        ctx.tick()
+        if isinstance(out, Layer):
+            try:
+                ctx.spend(len(out.data))
+            except LimitReached as exc:
+                exc.where = container + rel  # where decoding it ran out
+                raise
+            yield Layer(container + rel, out.data, out.kind)
+        elif isinstance(out, Skip):
+            yield Skip(path, out.reason, container + rel)
+        else:
+            yield replace(out, name=container + rel)
+
+
+def _decoded(ctx: Context, path: str, item: Child, container: str, depth: int, enc: int) -> Iterator[Layer | Skip]:
     if item.encoded:
         if not item.counted:
             ctx.spend(len(item.data))

@@ -8,6 +8,7 @@ grows. Member names are only names (`../../etc/passwd` is reported as such).
 from __future__ import annotations
 
 import bz2
+import hashlib
 import io
 import lzma
 import re
@@ -218,6 +219,7 @@ def _local_start(data: bytes, offset: int) -> int | None:
 
 def zip_members(data: bytes, name: str, ctx: Context) -> Iterator[Item]:
     limits = ctx.limits
+    level = ctx.level  # taken before any member is expanded (which sets it again)
     infos, note = _central(data, limits.max_members)
     if infos is None:
         yield Problem(note or "corrupt zip")
@@ -244,14 +246,21 @@ def zip_members(data: bytes, name: str, ctx: Context) -> Iterator[Item]:
         if start is None:
             yield Problem("bad local header", mname)
             continue
+        compressed = mv[start : start + zi.compress_size]
+        key = None
+        if ctx.seen is not None:
+            key = (hashlib.blake2b(compressed, digest_size=20).digest(), zi.compress_type, zi.file_size, mname, level)
+            remembered = ctx.seen.get(key)
+            if remembered is not None:
+                yield Child(mname, b"", "zip-member", counted=True, seen=key, remembered=remembered)
+                continue
         try:
-            out, problem, _ = decompress_member(zi.compress_type, mv[start : start + zi.compress_size],
-                                                zi.compress_size, ctx)  # fmt: skip
+            out, problem, _ = decompress_member(zi.compress_type, compressed, zi.compress_size, ctx)
         except LimitReached as exc:
             exc.member = mname
             raise
-        if out:
-            yield Child(mname, out, "zip-member", counted=True)
+        if out:  # a member with a problem is decoded again wherever it is met, so it is reported there
+            yield Child(mname, out, "zip-member", counted=True, seen=None if problem else key)
         if problem:
             yield Problem(problem, mname)
     return True

@@ -44,6 +44,8 @@ class Child:
     kind: str
     counted: bool = False  # bytes already charged to the budget while decompressing
     encoded: bool = False  # an encoded-text layer (counts toward max_encoded_depth, not max_depth)
+    seen: tuple | None = None  # its key in `Seen` (compressed bytes' digest, name, level), if kept
+    remembered: tuple | None = None  # what `Seen` holds for that key; then `data` is not decompressed
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +75,44 @@ def human(n: int) -> str:
     return str(n)  # pragma: no cover
 
 
+class Seen:
+    """What archive members decoded to, by the digest of their compressed bytes, so that the same
+    member in another archive (the next version of a test fixture zip, a vendored copy) is not
+    decompressed and searched again. Kept per process for a whole pass, within MAX_BYTES."""
+
+    MAX_BYTES = 64 << 20
+    MAX_ONE = 4 << 20
+
+    def __init__(self) -> None:
+        self._items: dict[tuple, tuple[tuple, int]] = {}
+        self._bytes = 0
+
+    def get(self, key: tuple) -> tuple | None:
+        got = self._items.get(key)
+        return got[0] if got else None
+
+    def put(self, key: tuple, items: tuple, size: int) -> None:
+        if size > self.MAX_ONE or key in self._items:
+            return
+        self._items[key] = (items, size)
+        self._bytes += size
+        while self._bytes > self.MAX_BYTES:
+            oldest = next(iter(self._items))
+            self._bytes -= self._items.pop(oldest)[1]
+
+
+
 class Context:
     """The budget of one top-level blob: bytes left and a deadline; `models`: also report what
-    model files run when loaded (Unsafe items)."""
+    model files run when loaded (Unsafe items); `seen`: members decoded before, if kept."""
 
-    __slots__ = ("limits", "left", "deadline", "models")
+    __slots__ = ("limits", "left", "deadline", "models", "seen", "level")
 
-    def __init__(self, limits: Limits, models: bool = False) -> None:
+    def __init__(self, limits: Limits, models: bool = False, seen: Seen | None = None) -> None:
         self.limits = limits
         self.models = models
+        self.seen = seen
+        self.level = (0, 0)  # (depth, encoded depth) of the layer a handler was just given
         self.left = limits.max_decoded_bytes
         self.deadline = time.monotonic() + limits.max_seconds
 

@@ -306,18 +306,23 @@ def utf16_encoding(data: bytes) -> str | None:
     return None
 
 
-def find_encoded(data: bytes, name: str, ctx: Context) -> Iterator[Child | Problem]:
-    """Encoded-text layers of one text layer."""
+def find_encoded(data: bytes, name: str, ctx: Context, changed: tuple[int, int] | None = None) -> Iterator[Child | Problem]:
+    """Encoded-text layers of one text layer; with `changed` (whole lines), only those that lie
+    there, named as in the whole layer (base64, hex, percent and \\u runs never cross a line)."""
     enc = utf16_encoding(data)
     if enc:
         body = data[2:] if data[:2] in (b"\xff\xfe", b"\xfe\xff") else data
         text = body[: len(body) & ~1].decode(enc, "replace")
         yield Child("utf16", text.encode("utf-8", "backslashreplace"), "utf16", encoded=True)
         return
-    yield from _base64_and_hex(data)
+    base = 0
+    if changed is not None:
+        base = changed[0]
+        data = data[base : changed[1]]
+    yield from _base64_and_hex(data, base)
     ctx.tick()
     if b"%" in data:
-        yield from _percent(data)
+        yield from _percent(data, base)
         ctx.tick()
     if b"\\u00" in data:
-        yield from _u_escapes(data)
+        yield from _u_escapes(data, base)

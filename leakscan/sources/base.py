@@ -29,6 +29,9 @@ class Blob:
     size: int
     places: tuple[Place, ...]
     ref: Any = None  # what the opener needs to read it (a file's absolute path, a git object id, bytes)
+    #: the key of this file's earlier version (the blob its commit's parent held at the same
+    #: path); if scanned earlier in the same pass, only the lines that changed are decoded
+    base: str | None = None
 
 
 Opened = tuple[Blob, Read]

@@ -126,6 +126,7 @@ class Attribution:
     commit: str
     author: str
     date: str  # author date, ISO 8601 with offset
+    base: str | None = None  # the blob the commit's (first) parent held at `path`, if any
 
 
 class BlobReader:
@@ -830,11 +831,12 @@ class GitRepo:
                     if len(meta) < 5 or meta[4][:1] == b"D" or meta[1] == b"160000":
                         continue  # deletions and submodule links introduce no blob
                     oid = meta[3].decode()
+                    base = meta[2].decode() if meta[4][:1] == b"M" else None
                     sha, ct, author, date = commit
                     at = found.setdefault(oid, {})
                     old = at.get(path)
                     if old is None or ct <= old[0]:  # newer first: ties go to the older
-                        at[path] = (ct, Attribution(oid, path, sha, author, date))
+                        at[path] = (ct, Attribution(oid, path, sha, author, date, base))
             if proc.wait() != 0:
                 raise GitSourceError(f"history walk failed: {self._stderr(err)}")
         finally:

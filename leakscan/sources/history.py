@@ -130,9 +130,11 @@ class BlobHistory(Source):
                 pass  # damaged history: the rev-list walk below warns and goes on
         if intro is not None:
             sizes = self.repo.sizes(list(intro))
+            # HEAD's blobs are decoded whole: whether a secret is still at the tip is told by them
+            head = self.repo.head_blobs()
             for oid, atts in intro.items():
                 places = tuple(Place(a.path, "history", a.commit, None, a.author, a.date) for a in atts)  # oldest first
-                listed.append(Blob(oid, sizes.get(oid, 0), places))
+                listed.append(Blob(oid, sizes.get(oid, 0), places, base=None if oid in head else atts[0].base))
         else:
             for item in self.repo.blobs(all_objects=self.all_objects and not self.plan.partial, **self.plan.walk):
                 if isinstance(item, GitWarning):

@@ -1,0 +1,164 @@
+"""A history's file versions: only what changed is searched for encoded text, and archive
+members met before are not decoded again, with findings as exact as a whole decode."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from helpers import GHP, HF, Repo, leakscan, token
+from leakscan import versions
+from leakscan.decoders import Limits, Seen, decode
+from leakscan.model import Place
+from leakscan.pipeline import _shards
+from leakscan.sources.base import Blob
+from leakscan.versions import Version, Versions, changed_span, file_order
+
+FILLER = "".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(60))
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize(("old", "new", "span"), [
+    (b"a\nb\nc\n", b"a\nB\nc\n", (2, 4)),  # one line changed: that line
+    (b"a\nb\nc\n", b"a\nb\nx\ny\nc\n", (4, 10)),  # lines inserted, and the line they end on
+    (b"a\nb\nc\n", b"a\nc\n", (2, 4)),  # a line deleted: the line the cut joins
+    (b"a\nb\n", b"a\nb\nc\n", (4, 6)),  # appended
+    (b"xa\nb\n", b"z\na\nb\n", (0, 4)),  # "a" is a line of the new text only, not of the old
+    (b"same start, other end", b"same start, new end", (0, 19)),  # no line breaks: all of it
+])  # fmt: skip
+def test_the_changed_span_is_whole_lines_around_every_difference(old, new, span):
+    assert changed_span(old, new) == span
+    lo, hi = span
+    assert new[:lo] == old[:lo] and new[hi:] == old[len(old) - (len(new) - hi):]
+
+
+def test_a_long_common_start_and_end_are_found_at_byte_precision():
+    old = b"x" * 300_000 + b"\nold line\n" + b"y" * 500_000
+    new = b"x" * 300_000 + b"\nnew line!\n" + b"y" * 500_000
+    assert changed_span(old, new) == (300_001, 300_011)
+
+
+def _blob(key: str, path: str, date: str, size: int = 10, base: str | None = None) -> Blob:
+    return Blob(key, size, (Place(path, "history", key, None, "Ada", date),), base=base)
+
+
+def test_files_are_read_oldest_first_in_pieces_that_start_afresh(monkeypatch):
+    monkeypatch.setattr(versions, "PIECE_BYTES", 25)
+    blobs = [_blob("b3", "b.py", "2026-01-03T00:00:00+00:00", base="b2"),
+             _blob("a2", "a.py", "2026-01-02T00:00:00+00:00", base="a1"),
+             _blob("b2", "b.py", "2026-01-02T00:00:00+00:00", base="b1"),
+             _blob("a1", "a.py", "2026-01-01T00:00:00+00:00"),
+             _blob("b1", "b.py", "2026-01-01T00:00:00+00:00")]  # fmt: skip
+    ordered = file_order(blobs)
+    assert [(b.key, b.base) for b in ordered] == [("a1", None), ("a2", "a1"), ("b1", None), ("b2", "b1"), ("b3", None)]
+    # shards start only where a piece does, however many are asked for
+    for n in (2, 3, 5):
+        assert all(shard[0].base is None for shard in _shards(ordered, n))
+    flat = [_blob("x", "x", "2026-01-01T00:00:00+00:00"), _blob("y", "y", "2026-01-01T00:00:00+00:00")]
+    assert file_order(flat) == flat  # not a history: the listing's order stands
+
+
+def test_an_earlier_version_is_used_only_at_the_paths_it_was_scanned_at():
+    kept = Versions()
+    kept.keep(_blob("a1", "a.py", "d"), Version(b"x\n", frozenset({"a.py"})))
+    assert kept.before(_blob("a2", "a.py", "d", base="a1")).data == b"x\n"
+    at_two = replace(_blob("a2", "a.py", "d", base="a1"), places=(Place("a.py"), Place("tests/a.py")))
+    assert kept.before(at_two) is None  # a rule excluding a.py must not hide what tests/a.py shows
+    assert kept.before(_blob("c1", "c.py", "d")) is None  # a new piece: nothing kept before it
+    assert kept.before(_blob("a2", "a.py", "d", base="a1")) is None
+
+
+def test_an_encoded_secret_is_reported_where_it_first_appeared_not_again_per_version(tmp_path):
+    r = Repo(tmp_path / "repo")
+    hf, ghp = token(HF, "v-hf"), token(GHP, "v-ghp")
+    hf_line = f'BLOB = "{b64("HF_TOKEN=" + hf)}"\n'
+    c1 = r.commit({"app.py": FILLER + hf_line + FILLER}, "v1")
+    # lines inserted above it (one of them a new encoded secret) shift its offset
+    gh_line = f'OTHER = "{b64("GITHUB_TOKEN=" + ghp)}"\n'
+    v2_text = "import os\n" + gh_line + FILLER + hf_line + FILLER
+    c2 = r.commit({"app.py": v2_text}, "v2")
+    r.commit({"app.py": FILLER}, "v3: both removed")
+    for jobs in ("1", "2"):
+        run = leakscan("scan", "--no-verify", "--no-cache", "-j", jobs, "-f", "json", r.path)
+        assert run.code == 1, run.err
+        got = sorted((f["commit"], f["detector"], f["secret"], f["container"], f["line"]) for f in run.json)
+        v1 = (FILLER + hf_line).encode().index(b"BLOB = ") + 8
+        v2 = v2_text.encode().index(b"OTHER = ") + 9
+        # before: the same secret again at v2, as base64@{v1 + the inserted bytes}
+        assert got == sorted([(c1, "huggingface-access-token", hf, f"base64@{v1}", 1),
+                              (c2, "github-pat", ghp, f"base64@{v2}", 1)]), jobs  # fmt: skip
+
+
+def test_a_raw_secret_its_encoded_copy_shows_stays_reported_once_in_later_versions(tmp_path):
+    """The raw secret's line is kept while a line near it changes: its encoded copy (in a line
+    that did not change) is not searched again, yet still stands for it."""
+    r = Repo(tmp_path / "repo")
+    hf = token(HF, "v-raw")
+    text = "x = 1\nurl = 'https://h.example/?t=%s'\ntoken = '%s'\n" % ("".join(f"%{b:02X}" for b in f"HF_TOKEN={hf}".encode()), hf)
+    c1 = r.commit({"cfg.py": text}, "v1")
+    r.commit({"cfg.py": text + "y = 2\n"}, "v2")
+    r.commit({"cfg.py": "x = 1\n"}, "v3")
+    run = leakscan("scan", "--no-verify", "--no-cache", "-f", "json", r.path)
+    assert [(f["commit"], f["container"]) for f in run.json] == [(c1, "percent@13")], run.out
+
+
+def _zip(members: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, text in members.items():
+            z.writestr(zipfile.ZipInfo(name, (2026, 1, 1, 0, 0, 0)), text, zipfile.ZIP_DEFLATED)
+    return buf.getvalue()
+
+
+def test_a_member_met_again_is_decoded_as_before_and_reported_at_each_archive(tmp_path):
+    hf = token(HF, "v-zip")
+    r = Repo(tmp_path / "repo")
+    shared = {"cfg/.env": f"HF_TOKEN={hf}\n", "data/x.txt": f"blob {b64('HF_TOKEN=' + hf)}\n"}
+    for name, extra in (("a.zip", "one"), ("b.zip", "two")):
+        (r.path / name).write_bytes(_zip({**shared, "readme.txt": extra}))
+        r.git("add", name)
+    r.git("commit", "-q", "-m", "fixtures")
+    run = leakscan("scan", "--no-verify", "--no-cache", "-j", "1", "-f", "json", r.path)
+    got = sorted((f["path"], f["container"]) for f in run.json)
+    assert got == [("a.zip", "cfg/.env"), ("a.zip", "data/x.txt!base64@5"),
+                   ("b.zip", "cfg/.env"), ("b.zip", "data/x.txt!base64@5")], run.out  # fmt: skip
+
+
+def _items(out) -> list[tuple]:
+    return [(type(i).__name__, getattr(i, "container", None) or getattr(i, "name", None), getattr(i, "data", None),
+             getattr(i, "reason", None)) for i in out]  # fmt: skip
+
+
+def test_a_remembered_member_decodes_to_what_a_fresh_decode_gives_within_the_same_budget():
+    inner = _zip({"deep/.env": "K=v\n", "enc.txt": f"v = {b64('a secret line of text here')}\n"})
+    first = _zip({"nested.zip": inner, "note.txt": "hello\n"})
+    second = _zip({"nested.zip": inner, "other.txt": "bye\n"})
+    seen = Seen()
+    list(decode("first.zip", first, seen=seen))
+    remembered = _items(decode("second.zip", second, seen=seen))
+    assert remembered == _items(decode("second.zip", second)) and len(remembered) >= 5
+    tight = Limits(max_decoded_bytes=len(inner) + 10)
+    assert _items(decode("second.zip", second, tight, seen=seen)) == _items(decode("second.zip", second, tight))
+    assert any(i[0] == "Skip" and "decoded-size limit" in i[3] for i in _items(decode("second.zip", second, tight, seen=seen)))
+
+
+def test_a_member_with_a_problem_is_reported_again_in_every_archive(tmp_path):
+    good = _zip({"a.txt": "x" * 1000})
+    # the member claims more bytes than its stream holds: truncated wherever it is met
+    cut = bytearray(good)
+    for at, field in ((cut.index(b"PK\x03\x04"), 18), (cut.index(b"PK\x01\x02"), 20)):
+        size = struct.unpack_from("<I", cut, at + field)[0]
+        struct.pack_into("<I", cut, at + field, size - 3)
+    seen = Seen()
+    first = _items(decode("a.zip", bytes(cut), seen=seen))
+    again = _items(decode("b.zip", bytes(cut), seen=seen))
+    assert [i for i in first if i[0] == "Skip"] and [i[3] for i in again if i[0] == "Skip"] == [i[3] for i in first if i[0] == "Skip"]
