@@ -19,7 +19,7 @@ from . import __version__
 from .detectors import RuleSet
 from .findings import fingerprint, make_finding, unsafe_finding
 from .locate import LineCounter, locate_bytes, locate_stream
-from .decoders import Limits, Seen, Unsafe, decode, is_lfs_pointer, lfs_oid, no_text_format, no_text_reason, plain_text, sniff
+from .decoders import Layer, Limits, Seen, Unsafe, decode, is_lfs_pointer, lfs_oid, no_text_format, no_text_reason, plain_text, sniff
 from .decoders.stream import EncodedStream
 from .matcher import CHUNK_SIZE, Chunk, ChunkFeed, Matcher, bytes_reader, file_reader
 from .versions import Version, changed_span
@@ -37,6 +37,7 @@ class Scanned:
 
 
 WHOLE_BLOB = CHUNK_SIZE  # blobs up to this size are read whole, so their layers can be decoded
+MAX_LOCATED = 200_000  # layers whose matches are kept for when their archive member is met again
 _STRUCTURED = frozenset({"zip", "tar", "gzip", "bz2", "xz", "notebook", "pickle", "safetensors", "gguf", "7z", "npy", "hdf5",
                          "zlib"})
 
@@ -56,6 +57,7 @@ class Scanner:
         self.pickle_unknown = pickle_unknown
         self._rules = ruleset.by_id
         self.seen = Seen()  # archive members decoded so far in this process
+        self._located: dict[tuple, list[tuple[Candidate, Location]]] = {}  # what `Seen`'s layers matched
         # What a scan of the same bytes yields depends on the detectors, the limits in force and
         # the code that decodes and matches: an upgrade must never reuse what an older one found.
         decoding = "raw" if limits is None else repr(limits)
@@ -166,7 +168,7 @@ class Scanner:
             if isinstance(item, Skip):
                 result.skipped.append(Skip(origin.path, item.reason, where))
             else:
-                layered += self._raw_bytes(item.data, replace(origin, container=where))
+                layered += self._findings(self._locate_layer(item), replace(origin, container=where))
         # The secrets decoded layers show are not reported again as raw bytes; those of the
         # lines that did not change were shown by the earlier version's layers.
         shown = {(f.detector, f.secret) for f in layered}
@@ -176,6 +178,16 @@ class Scanner:
         if text:
             result.version = Version(data, frozenset(), frozenset(shown))
         return result
+
+    def _locate_layer(self, layer: Layer) -> list[tuple[Candidate, Location]]:
+        if layer.key is None:
+            return locate_bytes(self.matcher, layer.data)
+        located = self._located.get(layer.key)
+        if located is None:
+            if len(self._located) >= MAX_LOCATED:
+                self._located.clear()
+            located = self._located[layer.key] = locate_bytes(self.matcher, layer.data)
+        return located
 
     def _unsafe_in(self, data: bytes, origin: Place) -> list[Finding]:
         """The unsafe-model findings of `data` alone (the head of a blob too large to decode)."""

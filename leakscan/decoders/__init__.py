@@ -228,9 +228,11 @@ def _child(ctx: Context, path: str, item: Child, chain: str, depth: int, enc: in
         kept: list[tuple[str, Layer | Skip | Unsafe]] = []
         size = 0
         for out in _decoded(ctx, path, item, container, depth, enc):
-            where = (out.name if isinstance(out, Unsafe) else out.container) or ""
-            kept.append((where[len(container):], out))
-            size += len(out.data) if isinstance(out, Layer) else 0
+            rel = ((out.name if isinstance(out, Unsafe) else out.container) or "")[len(container):]
+            if isinstance(out, Layer):
+                out = Layer(out.container, out.data, out.kind, (item.seen, rel))
+                size += len(out.data)
+            kept.append((rel, out))
             yield out
         ctx.seen.put(item.seen, tuple(kept), size)
         return
@@ -248,7 +250,7 @@ def _replay(ctx: Context, path: str, container: str, remembered: tuple) -> Itera
             except LimitReached as exc:
                 exc.where = container + rel  # where decoding it ran out
                 raise
-            yield Layer(container + rel, out.data, out.kind)
+            yield Layer(container + rel, out.data, out.kind, out.key)
         elif isinstance(out, Skip):
             yield Skip(path, out.reason, container + rel)
         else:

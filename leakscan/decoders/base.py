@@ -23,6 +23,9 @@ class Layer:
     container: str  # 'project.zip!project/.env', 'cell 3 output 1', 'base64@120', …
     data: bytes
     kind: str  # 'zip-member' | 'tar-member' | 'gzip' | 'notebook-cell' | 'pickle-strings' | …
+    #: the same for the same bytes wherever met (an archive member `Seen` keeps, and what it
+    #: decodes to): what the bytes match can be kept too
+    key: tuple | None = None
 
 
 class LimitReached(Exception):

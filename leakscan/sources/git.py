@@ -813,36 +813,51 @@ class GitRepo:
                 "--encoding=UTF-8", "--full-history", "--diff-merges=first-parent", _NO_SUBMODULES,
                 "--format=%x01%H%x00%ct%x00%an%x00%aI"]  # fmt: skip
         procs = _Procs()
-        found: dict[str, dict[str, tuple[int, Attribution]]] = {}
+        # Kept as bytes and tuples while walking (a big history has a million entries); decoded
+        # and made Attributions once per (blob, path) at the end.
+        found: dict[bytes, dict[bytes, tuple]] = {}
         try:
             proc, err = self._popen(args, procs, stdin=subprocess.PIPE)
             proc.stdin.write("".join(f"{s}\n" for s in walk.stdin).encode())
             proc.stdin.close()
-            commit = None
+            commit: tuple | None = None
+            ct = 0
             tokens = _split_stream(proc.stdout, b"\0")
             for tok in tokens:
-                stripped = tok.lstrip(b"\n")
-                if stripped.startswith(b"\x01"):
-                    commit = (stripped[1:].decode(), int(next(tokens, b"0") or 0), _text(next(tokens, b"")),
-                              next(tokens, b"").decode())  # fmt: skip
-                elif stripped.startswith(b":") and commit is not None:
-                    meta = stripped[1:].split()
-                    path = _text(next(tokens, b""))
+                if tok[:1] == b"\n":
+                    tok = tok.lstrip(b"\n")
+                first = tok[:1]
+                if first == b":" and commit is not None:
+                    path = next(tokens, b"")
+                    # ":<old mode> <new mode> <old id> <new id> <status>"
+                    meta = tok.split(b" ")
                     if len(meta) < 5 or meta[4][:1] == b"D" or meta[1] == b"160000":
                         continue  # deletions and submodule links introduce no blob
-                    oid = meta[3].decode()
-                    base = meta[2].decode() if meta[4][:1] == b"M" else None
-                    sha, ct, author, date = commit
-                    at = found.setdefault(oid, {})
+                    at = found.get(meta[3])
+                    if at is None:
+                        at = found[meta[3]] = {}
                     old = at.get(path)
                     if old is None or ct <= old[0]:  # newer first: ties go to the older
-                        at[path] = (ct, Attribution(oid, path, sha, author, date, base))
+                        at[path] = (ct, commit, meta[2] if meta[4][:1] == b"M" else None)
+                elif first == b"\x01":
+                    ct = int(next(tokens, b"0") or 0)
+                    commit = (tok[1:].decode(), next(tokens, b""), next(tokens, b""))
             if proc.wait() != 0:
                 raise GitSourceError(f"history walk failed: {self._stderr(err)}")
         finally:
             procs.kill()
-        return {oid: [att for _, att in sorted(at.values(), key=lambda x: (x[0], x[1].commit, x[1].path))]
-                for oid, at in found.items()}  # fmt: skip
+        people: dict[bytes, str] = {}
+        out: dict[str, list[Attribution]] = {}
+        for oid, at in found.items():
+            key = oid.decode()
+            atts = []
+            for path, (_, (sha, author, date), base) in sorted(at.items(), key=lambda x: (x[1][0], x[1][1][0], x[0])):
+                name = people.get(author)
+                if name is None:
+                    name = people[author] = _text(author)
+                atts.append(Attribution(key, _text(path), sha, name, date.decode(), base and base.decode()))
+            out[key] = atts
+        return out
 
     def sizes(self, oids: Sequence[str]) -> dict[str, int]:
         """Object sizes by id; missing objects are absent."""
