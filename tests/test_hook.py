@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+import sys
 import time
 
 import pytest
@@ -244,3 +245,21 @@ def test_a_bypass_needs_a_reason_and_its_reason_is_logged_as_given(server):
     [entry] = bypass_log(srv)
     assert (entry["kind"], entry["reason"], len(entry["findings"])) == ("bypass", reason, 1)
     assert "\x1b" not in (srv / "leakscan-bypass.log").read_text()  # JSON-escaped
+
+
+def test_the_hook_runs_without_loading_the_cli_framework(server, tmp_path):
+    """A push waits on the hook: `leakscan hook pre-receive` skips typer, pydantic and rich,
+    and still refuses what the full command refuses."""
+    srv, wt = server
+    old = tip(srv)
+    secret = token(HF, "fast")
+    new = commit(wt, {"app.py": f"HF_TOKEN = '{secret}'\n"})
+    # the objects arrive as a push's would (a fetch runs no hook), referenced by no ref yet
+    git("fetch", "-q", str(wt), "main:refs/heads/staged", cwd=srv)
+    git("update-ref", "-d", "refs/heads/staged", cwd=srv)
+    probe = ("import sys\nfrom leakscan.launch import main\ncode = main(['hook', 'pre-receive'])\n"
+             "print(code, sorted(m for m in ('typer', 'click', 'pydantic', 'rich') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", probe], input=f"{old} {new} refs/heads/main\n", capture_output=True,
+                          text=True, env={**git_env(), "GIT_DIR": str(srv), "LEAKSCAN_NO_VERIFY": "1"}, timeout=60)  # fmt: skip
+    assert proc.stdout.strip() == "1 []", proc.stderr
+    assert "huggingface-access-token" in proc.stderr and secret not in proc.stderr
