@@ -106,10 +106,11 @@ def _allowed(data: bytes, start: int, end: int) -> bool:
     return False
 
 
-def locate_bytes(matcher: Matcher, data: bytes) -> list[tuple[Candidate, Location]]:
+def locate_bytes(matcher: Matcher, data: bytes, changed: tuple[int, int] | None = None) -> list[tuple[Candidate, Location]]:
     """`locate_stream` for bytes in memory; one matcher call when they fit in a chunk (most
-    blobs), which spares the streaming machinery its per-blob cost."""
+    blobs), which spares the streaming machinery its per-blob cost. `changed`: see
+    `Matcher.scan` (bytes that fit in a chunk only)."""
     if len(data) > CHUNK_SIZE:
         return list(locate_stream(matcher, bytes_reader(data)))
-    cands = matcher.scan(data)
+    cands = matcher.scan(data, changed=changed)
     return list(_locate(data, 0, cands, 0, -1)) if cands else []

@@ -73,6 +73,10 @@ class Matcher:
         self._hs_entries: list[tuple[int, int]] = []
         self._hs_db = self._compile_hyperscan(ruleset.digest) if self.engine == "hyperscan" else None
         self._keyword_rules = self._compile_keywords()
+        # how far before a changed span a new match may start (`scan(changed=…)`): its own width,
+        # and for a specific rule the widest generic match it may have to cover too
+        widest_generic = max((r.max_width for r in self.rules if r.generic), default=0)
+        self._reach = [r.max_width + LOOKAROUND_MARGIN + (0 if r.generic else widest_generic) for r in self.rules]
 
     # -- compilation ---------------------------------------------------------------------------
 
@@ -112,13 +116,22 @@ class Matcher:
 
     # -- scanning ------------------------------------------------------------------------------
 
-    def scan(self, data: bytes, *, base: int = 0, own: tuple[int, int] | None = None) -> list[Candidate]:
+    def scan(self, data: bytes, *, base: int = 0, own: tuple[int, int] | None = None,
+             changed: tuple[int, int] | None = None) -> list[Candidate]:  # fmt: skip
         """Candidates whose match starts in `own` (chunk-relative [from, until); default: the
-        whole chunk), with offsets shifted by `base`, sorted by position then rule."""
+        whole chunk), with offsets shifted by `base`, sorted by position then rule.
+
+        `changed`: [lo, hi) of a new version of a text whose bytes outside it are an earlier
+        version's common start and common end (see `versions`): only matches that reach into
+        it, or see it from their lookaround, are confirmed; any other match is one the earlier
+        version holds, bytes and surroundings alike."""
         if not data:
             return []
         first, limit = own or (0, len(data))
         windows = self._start_windows(data)
+        if changed is not None:
+            lo, hi = changed
+            limit = min(limit, hi + LOOKAROUND_MARGIN)
         found: dict[tuple[int, int, int], Candidate] = {}
         specific: list[tuple[int, int]] = []  # secrets a specific rule recognised, kept or not
         covered: Callable[[int, int], bool] | None = None
@@ -130,8 +143,9 @@ class Matcher:
             rule = self.rules[idx]
             if rule.generic and covered is None:
                 covered = _span_index(specific)
+            start = first if changed is None else max(first, changed[0] - self._reach[idx])
             for s0, s1 in _merge(windows[idx]):
-                s0, s1 = max(s0, first), min(s1, limit - 1)
+                s0, s1 = max(s0, start), min(s1, limit - 1)
                 if s0 >= limit:
                     break
                 if s1 < s0:

@@ -299,8 +299,11 @@ def _scan_shard(job: tuple[Opener, list[Blob], Path | None]) -> Batch:
 
 
 # Workers are forked after the scanner is built, so the compiled Hyperscan database is inherited
-# rather than recompiled in every process.
+# rather than recompiled in every process; so are the batches (a history's is a list of a
+# hundred thousand blobs with their places, which pickling to the workers cost as much as
+# scanning a small repository), each worker told only which batch is next.
 _WORKER_SCANNER: Scanner | None = None
+_WORKER_BATCHES: tuple[Callable, list] | None = None
 
 
 def _worker_scanner() -> Scanner:
@@ -313,19 +316,29 @@ def map_batches(scanner: Scanner, func, batches: Iterable, jobs: int,
     """`func(batch)` over batches, in forked workers sharing `scanner` when jobs > 1, results in
     batch order (so output is deterministic). `meanwhile` runs here once the workers have their
     batches (after them all when jobs is 1)."""
-    global _WORKER_SCANNER
+    global _WORKER_SCANNER, _WORKER_BATCHES
     _WORKER_SCANNER = scanner
     if jobs <= 1:
         yield from map(func, batches)
         if meanwhile is not None:
             meanwhile()
         return
+    _WORKER_BATCHES = (func, list(batches))
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(jobs) as pool:
-        results = pool.imap(func, batches)
-        if meanwhile is not None:
-            meanwhile()
-        yield from results
+    try:
+        with ctx.Pool(jobs) as pool:
+            results = pool.imap(_forked_batch, range(len(_WORKER_BATCHES[1])))
+            if meanwhile is not None:
+                meanwhile()
+            yield from results
+    finally:
+        _WORKER_BATCHES = None
+
+
+def _forked_batch(i: int):
+    assert _WORKER_BATCHES is not None
+    func, batches = _WORKER_BATCHES
+    return func(batches[i])
 
 
 def default_jobs() -> int:

@@ -153,12 +153,12 @@ class Scanner:
             return Scanned(self._raw_bytes(data, origin))
         if is_lfs_pointer(data):  # its oid is not a secret; the content it names may hold one
             return self._scan_lfs_object(lfs_oid(data), origin, lfs_store)
-        result = Scanned(self._raw_bytes(data, origin))
-        layered: list[Finding] = []
-        unsafe: list[Finding] = []
         fmt = sniff(data, origin.path)
         text = plain_text(data, fmt)
         changed = changed_span(before.data, data) if text and before is not None else None
+        result = Scanned(self._findings(locate_bytes(self.matcher, data, changed), origin))
+        layered: list[Finding] = []
+        unsafe: list[Finding] = []
         for item in decode(origin.path, data, self.limits, models=self.model_scan, fmt=fmt, changed=changed, seen=self.seen):
             if isinstance(item, Unsafe):
                 if item.severity != "low" or self.pickle_unknown:
@@ -169,8 +169,8 @@ class Scanner:
                 result.skipped.append(Skip(origin.path, item.reason, where))
             else:
                 layered += self._findings(self._locate_layer(item), replace(origin, container=where))
-        # The secrets decoded layers show are not reported again as raw bytes; those of the
-        # lines that did not change were shown by the earlier version's layers.
+        # The secrets decoded layers show are not reported again as raw bytes; those outside the
+        # changed span were shown by the earlier version's layers (and matched there raw).
         shown = {(f.detector, f.secret) for f in layered}
         if changed is not None:
             shown |= before.shown

@@ -3,9 +3,10 @@
 A file edited 500 times is 500 blobs that differ in a few lines each. Decoding every one whole
 (the encoded-text search over every line, again and again) was most of a history scan's cost.
 A blob whose earlier version (the blob its commit's parent held at the same path) was scanned
-earlier in the same pass has its encoded text searched only in the lines that changed: every
-other line is a whole line that version holds too, and encoded runs never cross a line break,
-so what they decode to was found there, at the same path. The raw bytes are still matched whole.
+earlier in the same pass has its encoded text searched only between the two versions' common
+start and common end, widened to whitespace or a quote: encoded runs never cross those, so every
+run outside was in that version too, at the same path, and what it decodes to was found there.
+The raw bytes are still matched whole.
 
 A secret is then reported where it first appeared, as the history report wants; what changes is
 that the copies of an encoded secret in later versions (named by their own byte offsets, so
@@ -95,15 +96,22 @@ def file_order(blobs: Sequence[Blob]) -> list[Blob]:
     return ordered
 
 
+# Every encoded run (base64, hex, percent, \\u) ends at whitespace or a quote, and so does the
+# word a percent or \\u span is widened over: text cut at these is cut between runs.
+_CUTS = (b"\n", b" ", b'"', b"'", b"\t", b"\r")
+
+
 def changed_span(old: bytes, new: bytes) -> tuple[int, int]:
-    """[lo, hi) of `new`, whole lines, outside which every line of `new` is a whole line of `old`
-    (in its common start or common end)."""
+    """[lo, hi) of `new`, cut at whitespace or quotes, outside which `new` is the common start or
+    common end of the two versions: what lies there was in `old` between the same cuts (in a
+    JSON file of one long line too)."""
     n = min(len(old), len(new))
     p = _common_prefix(old, new, n)
     s = _common_suffix(old, new, n - p)
-    lo = new.rfind(b"\n", 0, p) + 1
-    nl = new.find(b"\n", max(p, len(new) - s))
-    return lo, len(new) if nl < 0 else nl + 1
+    lo = max(new.rfind(c, 0, p) for c in _CUTS) + 1
+    c = max(p, len(new) - s)
+    cuts = [i for i in (new.find(c_, c) for c_ in _CUTS) if i >= 0]
+    return lo, min(cuts) + 1 if cuts else len(new)
 
 
 def _common_prefix(a: bytes, b: bytes, n: int) -> int:

@@ -15,6 +15,7 @@ import pytest
 from helpers import GHP, HF, Repo, leakscan, token
 from leakscan import versions
 from leakscan.decoders import Limits, Seen, decode
+from leakscan.matcher import bytes_reader
 from leakscan.model import Place
 from leakscan.pipeline import _shards
 from leakscan.sources.base import Blob
@@ -33,9 +34,10 @@ def b64(text: str) -> str:
     (b"a\nb\nc\n", b"a\nc\n", (2, 4)),  # a line deleted: the line the cut joins
     (b"a\nb\n", b"a\nb\nc\n", (4, 6)),  # appended
     (b"xa\nb\n", b"z\na\nb\n", (0, 4)),  # "a" is a line of the new text only, not of the old
-    (b"same start, other end", b"same start, new end", (0, 19)),  # no line breaks: all of it
+    (b"same start, other end", b"same start, new end", (12, 16)),  # one line: cut at spaces and quotes
+    (b'{"a": "x", "b": "QUJD"}', b'{"a": "y", "b": "QUJD"}', (7, 9)),  # a JSON file of one line
 ])  # fmt: skip
-def test_the_changed_span_is_whole_lines_around_every_difference(old, new, span):
+def test_the_changed_span_is_cut_at_whitespace_or_quotes_around_every_difference(old, new, span):
     assert changed_span(old, new) == span
     lo, hi = span
     assert new[:lo] == old[:lo] and new[hi:] == old[len(old) - (len(new) - hi):]
@@ -162,3 +164,63 @@ def test_a_member_with_a_problem_is_reported_again_in_every_archive(tmp_path):
     first = _items(decode("a.zip", bytes(cut), seen=seen))
     again = _items(decode("b.zip", bytes(cut), seen=seen))
     assert [i for i in first if i[0] == "Skip"] and [i[3] for i in again if i[0] == "Skip"] == [i[3] for i in first if i[0] == "Skip"]
+
+
+def _secrets(got) -> set[tuple[str, str]]:
+    return {(f.detector, f.secret) for f in got.findings}
+
+
+@pytest.mark.parametrize("engine", ["hyperscan", "regex"])
+def test_a_version_scanned_against_the_one_before_finds_what_a_whole_scan_finds(ruleset, rng, engine):
+    """Random edits of a text holding raw and encoded secrets, some edits cutting into a secret
+    or its surroundings: the earlier version's findings plus the new version's (scanned against
+    it) are those of both scanned whole."""
+    from leakscan.scan import Scanner
+
+    scanner = Scanner(ruleset, engine)
+    words = ["def f(x):\n", "    return x\n", "token = ", "'", '"', " ", "\n", "# note\n", "password = ", "=", ","]
+    pieces = [lambda: token(HF, rng.random()), lambda: token(GHP, rng.random()),
+              lambda: b64("HF_TOKEN=" + token(HF, rng.random())), lambda: rng.choice(words) * rng.randint(1, 200)]  # fmt: skip
+    for _ in range(40):
+        old = "".join(rng.choice(pieces)() for _ in range(60)).encode()
+        new = bytearray(old)
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(new))
+            cut = rng.randint(0, 40)
+            new[at : at + cut] = rng.choice(pieces)().encode()[: rng.randint(0, 80)]
+        new = bytes(new)
+        place = Place("app.py", "history")
+        first = scanner.scan_blob(bytes_reader(old), [place])
+        against = scanner.scan_blob(bytes_reader(new), [place], before=replace(first.version, paths=frozenset({"app.py"})))
+        whole = scanner.scan_blob(bytes_reader(new), [place])
+        assert _secrets(first) | _secrets(against) == _secrets(first) | _secrets(whole)
+        assert _secrets(against) <= _secrets(whole)
+
+
+def test_a_secret_completed_by_an_edit_is_found_in_that_version(tmp_path):
+    r = Repo(tmp_path / "repo")
+    hf = token(HF, "completed")
+    filler = "x = 1\n" * 5000  # far more than any rule's reach on both sides
+    r.commit({"cfg.py": filler + f"TOKEN = '{hf[:9]}'\n" + filler}, "half a token")
+    c2 = r.commit({"cfg.py": filler + f"TOKEN = '{hf}'\n" + filler}, "the whole token")
+    r.commit({"cfg.py": filler}, "removed")
+    run = leakscan("scan", "--no-verify", "--no-cache", "-f", "json", r.path)
+    assert [(f["commit"], f["secret"], f["line"]) for f in run.json] == [(c2, hf, 5001)], run.out
+
+
+@pytest.mark.parametrize("engine", ["hyperscan", "regex"])
+def test_a_match_that_starts_before_the_change_and_reaches_into_it_is_found(ruleset, engine, rng):
+    """The changed span starts at the new value; the generic rule's match starts at the
+    variable's name, before it."""
+    from leakscan.scan import Scanner
+
+    scanner = Scanner(ruleset, engine)
+    value = token("{b62:18}", rng.random()) + "7Qx9"
+    filler = "x = 1\n" * 3000
+    old = (filler + 'db_password = "hunter2"\n' + filler).encode()
+    new = (filler + f'db_password = "{value}"\n' + filler).encode()
+    place = Place("app.py", "history")
+    first = scanner.scan_blob(bytes_reader(old), [place])
+    assert _secrets(first) == set()
+    against = scanner.scan_blob(bytes_reader(new), [place], before=replace(first.version, paths=frozenset({"app.py"})))
+    assert _secrets(against) == {("generic-password", value)}

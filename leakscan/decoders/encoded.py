@@ -307,8 +307,8 @@ def utf16_encoding(data: bytes) -> str | None:
 
 
 def find_encoded(data: bytes, name: str, ctx: Context, changed: tuple[int, int] | None = None) -> Iterator[Child | Problem]:
-    """Encoded-text layers of one text layer; with `changed` (whole lines), only those that lie
-    there, named as in the whole layer (base64, hex, percent and \\u runs never cross a line)."""
+    """Encoded-text layers of one text layer; with `changed` (a span cut at whitespace or quotes,
+    which no run crosses), only those that lie there, named as in the whole layer."""
     enc = utf16_encoding(data)
     if enc:
         body = data[2:] if data[:2] in (b"\xff\xfe", b"\xfe\xff") else data
