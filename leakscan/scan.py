@@ -70,7 +70,7 @@ class Scanner:
         """Small blobs and structured formats (within the decoded-bytes limit) are read whole
         and decoded; anything else is streamed through the matcher in chunks. `before`: an
         earlier version of a small text blob, already scanned at this path in this pass: only
-        the lines that changed since are searched for encoded text (see `versions`)."""
+        what changed since is searched for encoded text and confirmed raw (see `versions`)."""
         head = read(WHOLE_BLOB)
         if len(head) < WHOLE_BLOB:
             return self._scan_whole(head, origin, lfs_store, before)
