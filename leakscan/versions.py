@@ -20,7 +20,7 @@ what a blob is compared with never depends on how the pieces were shared out amo
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .sources.base import Blob
@@ -115,33 +115,26 @@ def changed_span(old: bytes, new: bytes) -> tuple[int, int]:
 
 
 def _common_prefix(a: bytes, b: bytes, n: int) -> int:
-    """Length of the common start of a[:n] and b[:n]: compared a block at a time (C speed),
-    the block that differs narrowed down by halves."""
-    i, step = 0, 4096
-    while i < n:
-        j = min(n, i + step)
-        if a[i:j] != b[i:j]:
-            while j - i > 1:  # a[:i] == b[:i], a[:j] != b[:j]
-                mid = (i + j) // 2
-                if a[i:mid] == b[i:mid]:
-                    i = mid
-                else:
-                    j = mid
-            return i
-        i, step = j, min(step * 2, 1 << 20)
-    return n
+    """Length of the common start of a[:n] and b[:n]."""
+    return _agreeing(n, lambda i, j: a[i:j] == b[i:j])
 
 
 def _common_suffix(a: bytes, b: bytes, n: int) -> int:
     """Length of the common end of `a` and `b`, at most n."""
     la, lb = len(a), len(b)
+    return _agreeing(n, lambda i, j: a[la - j : la - i] == b[lb - j : lb - i])
+
+
+def _agreeing(n: int, same: Callable[[int, int], bool]) -> int:
+    """The largest k <= n such that positions [0, k) agree, `same(i, j)` telling whether [i, j)
+    do: compared a block at a time (C speed), the block that differs narrowed down by halves."""
     i, step = 0, 4096
     while i < n:
         j = min(n, i + step)
-        if a[la - j : la - i] != b[lb - j : lb - i]:
-            while j - i > 1:
+        if not same(i, j):
+            while j - i > 1:  # [0, i) agree, [i, j) do not
                 mid = (i + j) // 2
-                if a[la - mid : la - i] == b[lb - mid : lb - i]:
+                if same(i, mid):
                     i = mid
                 else:
                     j = mid
