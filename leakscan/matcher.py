@@ -77,6 +77,8 @@ class Matcher:
         # and for a specific rule the widest generic match it may have to cover too
         widest_generic = max((r.max_width for r in self.rules if r.generic), default=0)
         self._reach = [r.max_width + LOOKAROUND_MARGIN + (0 if r.generic else widest_generic) for r in self.rules]
+        self._max_reach = max(self._reach, default=0)
+        self._max_width = max((r.max_width for r in self.rules), default=0)
 
     # -- compilation ---------------------------------------------------------------------------
 
@@ -124,14 +126,20 @@ class Matcher:
         `changed`: [lo, hi) of a new version of a text whose bytes outside it are an earlier
         version's common start and common end (see `versions`): only matches that reach into
         it, or see it from their lookaround, are confirmed; any other match is one the earlier
-        version holds, bytes and surroundings alike."""
+        version holds, bytes and surroundings alike. Only the bytes such matches and their
+        keywords can lie in are searched, when that is well short of the whole."""
         if not data:
             return []
         first, limit = own or (0, len(data))
-        windows = self._start_windows(data)
+        searched = (0, len(data))
         if changed is not None:
             lo, hi = changed
             limit = min(limit, hi + LOOKAROUND_MARGIN)
+            a = max(0, lo - self._max_reach - LOOKAROUND_MARGIN)
+            b = min(len(data), hi + self._max_width + 2 * LOOKAROUND_MARGIN)
+            if b - a < len(data) * 0.8:
+                searched = (a, b)
+        windows = self._start_windows(data, *searched)
         found: dict[tuple[int, int, int], Candidate] = {}
         specific: list[tuple[int, int]] = []  # secrets a specific rule recognised, kept or not
         covered: Callable[[int, int], bool] | None = None
@@ -157,17 +165,20 @@ class Matcher:
                         found.setdefault((cand.match_start, cand.match_end, idx), cand)
         return [found[k] for k in sorted(found, key=lambda k: (k[0], k[1], self.rules[k[2]].id))]
 
-    def _start_windows(self, data: bytes) -> dict[int, list[tuple[int, int]]]:
+    def _start_windows(self, data: bytes, a: int = 0, b: int | None = None) -> dict[int, list[tuple[int, int]]]:
+        """Where each rule's matches may start, from the keywords (or prefiltered patterns)
+        found in data[a:b]."""
         windows: dict[int, list[tuple[int, int]]] = defaultdict(list)
         rules = self.rules
+        part = data if a == 0 and (b is None or b >= len(data)) else data[a:b]
         if self._hs_db is not None:
             ends: list[Hit] = []
             append = ends.append
 
             def on_match(idx: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
-                append((idx, to))
+                append((idx, to + a))
 
-            self._hs_db.scan(data, match_event_handler=on_match)
+            self._hs_db.scan(part, match_event_handler=on_match)
             entries = self._hs_entries
             for entry, end in ends:
                 idx, kw_len = entries[entry]
@@ -176,13 +187,13 @@ class Matcher:
                 windows[idx].append((max(0, end - r.max_width), max(0, last)))
         else:
             # ASCII lower-casing matches the byte patterns' case folding; find() runs at C speed
-            lowered = data.lower()
+            lowered = part.lower()
             for kw, idxs in self._keyword_rules.items():
                 ks = lowered.find(kw)
                 while ks >= 0:
                     ke = ks + len(kw)
                     for idx in idxs:
-                        windows[idx].append((max(0, ke - rules[idx].max_width), ks))
+                        windows[idx].append((max(0, a + ke - rules[idx].max_width), a + ks))
                     ks = lowered.find(kw, ks + 1)
         return windows
 
