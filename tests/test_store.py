@@ -356,3 +356,20 @@ def test_opening_the_store_again_in_a_process_keeps_its_other_connections_visibl
         assert count_elsewhere() == "2"
     finally:
         held.close()
+
+
+def test_a_lease_whose_process_id_was_reused_is_dead():
+    """A killed worker's process id may be taken by another process before its jobs are looked
+    at again: the lease names the process by id and start time."""
+    import socket
+
+    from leakscan.store import jobs
+
+    host, pid = socket.gethostname(), os.getpid()
+    started = jobs._started(pid)
+    assert started is not None and started.isdigit()
+    assert not jobs.lease_dead(f"{host}:{pid}:{started}:0a1b2c3d")  # this very process
+    assert jobs.lease_dead(f"{host}:{pid}:{int(started) + 1}:0a1b2c3d")  # its id, another process
+    assert not jobs.lease_dead(f"{host}:{pid}:0a1b2c3d")  # a lease of the form before: by id alone
+    assert not jobs.lease_dead(f"elsewhere:{pid}:{int(started) + 1}:0a1b2c3d")  # another host's: never judged here
+    assert f"{host}:{pid}:{started}:" in Queue(sqlite3.connect(":memory:"), "k").owner

@@ -57,7 +57,8 @@ class Queue:
         self.db, self.kind = db, kind
         self.max_attempts, self.backoff, self.max_backoff, self.lease = max_attempts, backoff, max_backoff, lease
         self.lock = threading.RLock()
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+        pid = os.getpid()
+        self.owner = f"{socket.gethostname()}:{pid}:{_started(pid) or '-'}:{os.urandom(4).hex()}"
 
     def enqueue(self, key: str, payload: dict[str, Any], *, replace: bool = False) -> tuple[int, bool]:
         """(job id, whether it was queued now). A key queued, running, done or parked already is
@@ -199,9 +200,12 @@ class Queue:
 
 
 def lease_dead(lease: str) -> bool:
-    """A lease held by a process of this host that no longer runs (leakscan was killed)."""
+    """A lease held by a process of this host that no longer runs (leakscan was killed). The
+    lease names the process by id and start time: ids are reused (32,768 of them by default),
+    and a killed worker's id taken by another process must not keep its jobs held."""
     host, _, rest = lease.partition(":")
-    pid = rest.partition(":")[0]
+    fields = rest.split(":")
+    pid = fields[0]
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:
@@ -210,4 +214,16 @@ def lease_dead(lease: str) -> bool:
         return True
     except (PermissionError, OverflowError):
         return False
-    return False
+    started = fields[1] if len(fields) == 3 else "-"  # host:pid:start:nonce (before: host:pid:nonce)
+    return started != "-" and _started(int(pid)) not in (None, started)
+
+
+def _started(pid: int) -> str | None:
+    """When process `pid` started, in clock ticks since boot (Linux; None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()  # the name in parentheses may hold anything
+    return fields[19].decode() if len(fields) > 19 else None
