@@ -6,7 +6,9 @@ A blob whose earlier version (the blob its commit's parent held at the same path
 earlier in the same pass has its encoded text searched only between the two versions' common
 start and common end, widened to whitespace or a quote: encoded runs never cross those, so every
 run outside was in that version too, at the same path, and what it decodes to was found there.
-The raw bytes are still matched whole.
+Raw matches are searched for and confirmed only where they can reach that span (each rule's
+width around it, see `Matcher.scan`): any other match is one the earlier version holds, with
+the same bytes around it.
 
 A secret is then reported where it first appeared, as the history report wants; what changes is
 that the copies of an encoded secret in later versions (named by their own byte offsets, so
