@@ -99,8 +99,8 @@ class Scanner:
     def _raw(self, read: Callable[[int], bytes], origin: Place) -> list[Finding]:
         return self._findings(locate_stream(self.matcher, read), origin)
 
-    def _raw_bytes(self, data: bytes, origin: Place) -> list[Finding]:
-        return self._findings(locate_bytes(self.matcher, data), origin)
+    def _raw_bytes(self, data: bytes, origin: Place, changed: tuple[int, int] | None = None) -> list[Finding]:
+        return self._findings(locate_bytes(self.matcher, data, changed), origin)
 
     def _findings(self, located: Iterable[tuple[Candidate, Location]], origin: Place) -> list[Finding]:
         """Findings at `origin`, path rules not applied yet: `scan_blob` applies them per place."""
@@ -115,8 +115,7 @@ class Scanner:
             groups.setdefault(_decoder_choice(place.path), []).append(place)
         if len(groups) == 1:
             got = self.scan_stream(read, places[0], lfs_store=lfs_store, before=before)
-            version = got.version and replace(got.version, paths=frozenset(p.path for p in places))
-            return Scanned(self._at_places(got.findings, places), got.skipped, len(got.findings), version)
+            return Scanned(self._at_places(got.findings, places), got.skipped, len(got.findings), got.version)
         # Paths that choose different decoders (`x.ipynb` and `x.json` of the same bytes): the
         # bytes are matched and decoded once per choice, within the decoded-bytes budget.
         budget = self.limits.max_decoded_bytes if self.limits else CHUNK_SIZE
@@ -156,7 +155,7 @@ class Scanner:
         fmt = sniff(data, origin.path)
         text = plain_text(data, fmt)
         changed = changed_span(before.data, data) if text and before is not None else None
-        result = Scanned(self._findings(locate_bytes(self.matcher, data, changed), origin))
+        result = Scanned(self._raw_bytes(data, origin, changed))
         layered: list[Finding] = []
         unsafe: list[Finding] = []
         for item in decode(origin.path, data, self.limits, models=self.model_scan, fmt=fmt, changed=changed, seen=self.seen):
@@ -176,7 +175,7 @@ class Scanner:
             shown |= before.shown
         result.findings = _outer_only(result.findings, layered, shown) + layered + unsafe
         if text:
-            result.version = Version(data, frozenset(), frozenset(shown))
+            result.version = Version(data, frozenset(shown))
         return result
 
     def _locate_layer(self, layer: Layer) -> list[tuple[Candidate, Location]]:

@@ -34,12 +34,11 @@ KEPT_VERSIONS = 64
 
 @dataclass(frozen=True, slots=True)
 class Version:
-    """A text blob as scanned earlier in this pass: its bytes, the paths it was scanned at, and
-    the secrets its decoded layers showed (with those of the versions before it): a raw secret
-    a layer shows is reported in the layer only, whichever version's layer it was."""
+    """A text blob as scanned: its bytes, and the secrets its decoded layers showed (with those
+    of the versions before it): a raw secret a layer shows is reported in the layer only,
+    whichever version's layer it was."""
 
     data: bytes
-    paths: frozenset[str]
     shown: frozenset[tuple[str, str]] = frozenset()  # (detector, secret)
 
 
@@ -47,7 +46,7 @@ class Versions:
     """The blobs of the current piece scanned so far (the latest KEPT_VERSIONS, KEPT_BYTES)."""
 
     def __init__(self) -> None:
-        self._kept: dict[str, Version] = {}
+        self._kept: dict[str, tuple[Version, frozenset[str]]] = {}  # by blob key, with the paths it was scanned at
         self._bytes = 0
 
     def before(self, blob: Blob) -> Version | None:
@@ -57,19 +56,19 @@ class Versions:
         if blob.base is None:
             self.clear()  # a new piece
             return None
-        version = self._kept.get(blob.base)
-        if version is None or not {p.path for p in blob.places} <= version.paths:
+        kept = self._kept.get(blob.base)
+        if kept is None or not {p.path for p in blob.places} <= kept[1]:
             return None
-        return version
+        return kept[0]
 
     def keep(self, blob: Blob, version: Version | None) -> None:
         if version is None or blob.key is None or blob.key in self._kept:
             return
-        self._kept[blob.key] = version
+        self._kept[blob.key] = (version, frozenset(p.path for p in blob.places))
         self._bytes += len(version.data)
         while len(self._kept) > KEPT_VERSIONS or self._bytes > KEPT_BYTES:
             oldest = next(iter(self._kept))
-            self._bytes -= len(self._kept.pop(oldest).data)
+            self._bytes -= len(self._kept.pop(oldest)[0].data)
 
     def clear(self) -> None:
         self._kept.clear()

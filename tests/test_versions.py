@@ -71,7 +71,7 @@ def test_files_are_read_oldest_first_in_pieces_that_start_afresh(monkeypatch):
 
 def test_an_earlier_version_is_used_only_at_the_paths_it_was_scanned_at():
     kept = Versions()
-    kept.keep(_blob("a1", "a.py", "d"), Version(b"x\n", frozenset({"a.py"})))
+    kept.keep(_blob("a1", "a.py", "d"), Version(b"x\n"))
     assert kept.before(_blob("a2", "a.py", "d", base="a1")).data == b"x\n"
     at_two = replace(_blob("a2", "a.py", "d", base="a1"), places=(Place("a.py"), Place("tests/a.py")))
     assert kept.before(at_two) is None  # a rule excluding a.py must not hide what tests/a.py shows
@@ -191,7 +191,7 @@ def test_a_version_scanned_against_the_one_before_finds_what_a_whole_scan_finds(
         new = bytes(new)
         place = Place("app.py", "history")
         first = scanner.scan_blob(bytes_reader(old), [place])
-        against = scanner.scan_blob(bytes_reader(new), [place], before=replace(first.version, paths=frozenset({"app.py"})))
+        against = scanner.scan_blob(bytes_reader(new), [place], before=first.version)
         whole = scanner.scan_blob(bytes_reader(new), [place])
         assert _secrets(first) | _secrets(against) == _secrets(first) | _secrets(whole)
         assert _secrets(against) <= _secrets(whole)
@@ -222,5 +222,5 @@ def test_a_match_that_starts_before_the_change_and_reaches_into_it_is_found(rule
     place = Place("app.py", "history")
     first = scanner.scan_blob(bytes_reader(old), [place])
     assert _secrets(first) == set()
-    against = scanner.scan_blob(bytes_reader(new), [place], before=replace(first.version, paths=frozenset({"app.py"})))
+    against = scanner.scan_blob(bytes_reader(new), [place], before=first.version)
     assert _secrets(against) == {("generic-password", value)}
