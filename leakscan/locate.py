@@ -8,7 +8,7 @@ and for the inline `leakscan:allow` marker.
 from __future__ import annotations
 
 import codecs
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from .matcher import CHUNK_SIZE, Matcher, bytes_reader
 from .model import Candidate, Location
@@ -106,7 +106,7 @@ def _allowed(data: bytes, start: int, end: int) -> bool:
     return False
 
 
-def locate_bytes(matcher: Matcher, data: bytes, changed: tuple[int, int] | None = None) -> list[tuple[Candidate, Location]]:
+def locate_bytes(matcher: Matcher, data: bytes, changed: Sequence[tuple[int, int]] | None = None) -> list[tuple[Candidate, Location]]:
     """`locate_stream` for bytes in memory; one matcher call when they fit in a chunk (most
     blobs), which spares the streaming machinery its per-blob cost. `changed`: see
     `Matcher.scan` (bytes that fit in a chunk only)."""

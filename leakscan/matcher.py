@@ -35,7 +35,7 @@ import bisect
 import itertools
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,44 +69,23 @@ class Matcher:
         self.engine = "hyperscan" if engine != "regex" and _hs is not None else "regex"
         if engine == "hyperscan" and _hs is None:
             raise RuntimeError("the hyperscan engine was requested but hyperscan cannot be loaded")
-        # Hyperscan entries: (rule index, keyword length); keyword length 0 = the full pattern
-        self._hs_entries: list[tuple[int, int]] = []
-        self._hs_db = self._compile_hyperscan(ruleset.digest) if self.engine == "hyperscan" else None
-        self._keyword_rules = self._compile_keywords()
-        # how far before a changed span a new match may start (`scan(changed=…)`): its own width,
-        # and for a specific rule the widest generic match it may have to cover too
+        # How far before a changed span a new match may start: its own width (the narrow reach),
+        # and for a specific rule, when a generic match reaches the span from further out, the
+        # widest generic match it may have to cover too (the wide reach).
         widest_generic = max((r.max_width for r in self.rules if r.generic), default=0)
-        self._reach = [r.max_width + LOOKAROUND_MARGIN + (0 if r.generic else widest_generic) for r in self.rules]
-        self._max_reach = max(self._reach, default=0)
-        self._max_width = max((r.max_width for r in self.rules), default=0)
+        self._reach = {False: [r.max_width + LOOKAROUND_MARGIN for r in self.rules],
+                       True: [r.max_width + LOOKAROUND_MARGIN + (0 if r.generic else widest_generic) for r in self.rules]}  # fmt: skip
+        self._generic = frozenset(r.id for r in self.rules if r.generic)
+        # Two tiers, each its own Hyperscan database: rules up to WIDE_RULE bytes wide by their
+        # full patterns, wider rules by their keywords. Around a changed span (`scan(changed=…)`)
+        # each is searched only as far as its own rules reach.
+        self._tiers = tuple(_Tier.of(self.rules, wide, self._reach) for wide in (False, True))
+        if self.engine == "hyperscan":
+            for name, tier in zip(("near", "far"), self._tiers):
+                tier.db = _compile_hyperscan(tier.expressions, f"{ruleset.digest}-{name}")
+        self._keyword_rules = self._compile_keywords()
 
     # -- compilation ---------------------------------------------------------------------------
-
-    def _compile_hyperscan(self, digest: str):
-        expressions = []
-        for idx, rule in enumerate(self.rules):
-            if rule.max_width > WIDE_RULE:
-                for kw in rule.keywords_lower:
-                    self._hs_entries.append((idx, len(kw)))
-                    expressions.append((regex.escape(kw, literal_spaces=True), _hs.HS_FLAG_CASELESS))
-            else:
-                self._hs_entries.append((idx, 0))
-                expressions.append((rule.pattern.encode(), None))
-        cache = _hs_cache_path(digest)
-        if cache is not None:
-            try:
-                db = _hs.loadb(cache.read_bytes(), _hs.HS_MODE_BLOCK)
-                db.scratch = _hs.Scratch(db)  # a loaded database comes without one
-                return db
-            except Exception:
-                pass  # absent, stale or damaged: compile afresh
-        db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
-        flags = [f if f is not None else _hs_flags_for(e) for e, f in expressions]
-        db.compile(expressions=[e for e, _ in expressions], ids=list(range(len(expressions))),
-                   elements=len(expressions), flags=flags)  # fmt: skip
-        if cache is not None:
-            write_cache_file(cache, _hs.dumpb(db))
-        return db
 
     def _compile_keywords(self) -> dict[bytes, tuple[int, ...]]:
         """keyword (lower-case) → the rules that own it."""
@@ -119,27 +98,40 @@ class Matcher:
     # -- scanning ------------------------------------------------------------------------------
 
     def scan(self, data: bytes, *, base: int = 0, own: tuple[int, int] | None = None,
-             changed: tuple[int, int] | None = None) -> list[Candidate]:  # fmt: skip
+             changed: Sequence[tuple[int, int]] | None = None) -> list[Candidate]:  # fmt: skip
         """Candidates whose match starts in `own` (chunk-relative [from, until); default: the
         whole chunk), with offsets shifted by `base`, sorted by position then rule.
 
-        `changed`: [lo, hi) of a new version of a text whose bytes outside it are an earlier
-        version's common start and common end (see `versions`): only matches that reach into
-        it, or see it from their lookaround, are confirmed; any other match is one the earlier
-        version holds, bytes and surroundings alike. Only the bytes such matches and their
-        keywords can lie in are searched, when that is well short of the whole."""
+        `changed`: the spans [lo, hi) (sorted, apart) of a new version of a text outside which
+        its bytes are an earlier version's, in runs as long as the gaps between them (see
+        `versions`): only matches that reach into a span, or see one from their lookaround, are
+        confirmed; any other match is one the earlier version holds, bytes and surroundings
+        alike. Only the bytes such matches and their keywords can lie in are searched, when that
+        is well short of the whole.
+
+        A generic match is dropped where a specific rule recognises a secret (below), so the
+        specific rules must be confirmed wherever a kept generic match lies. That is within
+        their own width of the spans unless a generic match starts further out than the
+        lookaround margin; only then (rarely) are they confirmed as far as the widest generic
+        match reaches."""
         if not data:
             return []
+        if changed is None:
+            return self._scan(data, base, own, None, False)
+        found = self._scan(data, base, own, changed, False)
+        margin = LOOKAROUND_MARGIN
+        for cand in found:
+            if cand.rule_id in self._generic:
+                start, end = cand.start - base, cand.end - base
+                if not any(lo - margin <= start and end <= hi + margin for lo, hi in changed):
+                    return self._scan(data, base, own, changed, True)
+        return found
+
+    def _scan(self, data: bytes, base: int, own: tuple[int, int] | None,
+              changed: Sequence[tuple[int, int]] | None, wide: bool) -> list[Candidate]:  # fmt: skip
         first, limit = own or (0, len(data))
-        searched = (0, len(data))
-        if changed is not None:
-            lo, hi = changed
-            limit = min(limit, hi + LOOKAROUND_MARGIN)
-            a = max(0, lo - self._max_reach - LOOKAROUND_MARGIN)
-            b = min(len(data), hi + self._max_width + 2 * LOOKAROUND_MARGIN)
-            if b - a < len(data) * 0.8:
-                searched = (a, b)
-        windows = self._start_windows(data, *searched)
+        reach = self._reach[wide]
+        windows = self._start_windows(data, None if changed is None else self._regions(len(data), changed, wide))
         found: dict[tuple[int, int, int], Candidate] = {}
         specific: list[tuple[int, int]] = []  # secrets a specific rule recognised, kept or not
         covered: Callable[[int, int], bool] | None = None
@@ -151,9 +143,11 @@ class Matcher:
             rule = self.rules[idx]
             if rule.generic and covered is None:
                 covered = _span_index(specific)
-            start = first if changed is None else max(first, changed[0] - self._reach[idx])
-            for s0, s1 in _merge(windows[idx]):
-                s0, s1 = max(s0, start), min(s1, limit - 1)
+            starts = _merge(windows[idx])
+            if changed is not None:
+                starts = _within(starts, [(lo - reach[idx], hi + LOOKAROUND_MARGIN - 1) for lo, hi in changed])
+            for s0, s1 in starts:
+                s0, s1 = max(s0, first), min(s1, limit - 1)
                 if s0 >= limit:
                     break
                 if s1 < s0:
@@ -165,29 +159,35 @@ class Matcher:
                         found.setdefault((cand.match_start, cand.match_end, idx), cand)
         return [found[k] for k in sorted(found, key=lambda k: (k[0], k[1], self.rules[k[2]].id))]
 
-    def _start_windows(self, data: bytes, a: int = 0, b: int | None = None) -> dict[int, list[tuple[int, int]]]:
+    def _regions(self, n: int, changed: Sequence[tuple[int, int]], wide: bool) -> list[list[tuple[int, int]] | None]:
+        """Per tier, the parts of n bytes where the keywords (or whole matches) of its rules
+        that reach a changed span can lie; None where that is most of the whole."""
+        out: list[list[tuple[int, int]] | None] = []
+        margin = LOOKAROUND_MARGIN
+        for tier in self._tiers:
+            before, after = tier.reach[wide] + margin, tier.width + 2 * margin
+            parts = _merge([(max(0, lo - before), min(n, hi + after)) for lo, hi in changed])
+            out.append(None if sum(b - a for a, b in parts) >= n * 0.8 else parts)
+        return out
+
+    def _start_windows(self, data: bytes, regions: list[list[tuple[int, int]] | None] | None = None) -> dict[int, list[tuple[int, int]]]:
         """Where each rule's matches may start, from the keywords (or prefiltered patterns)
-        found in data[a:b]."""
+        found in data, or (per tier) in its `regions` of it."""
         windows: dict[int, list[tuple[int, int]]] = defaultdict(list)
         rules = self.rules
-        part = data if a == 0 and (b is None or b >= len(data)) else data[a:b]
-        if self._hs_db is not None:
-            ends: list[Hit] = []
-            append = ends.append
-
-            def on_match(idx: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
-                append((idx, to + a))
-
-            self._hs_db.scan(part, match_event_handler=on_match)
-            entries = self._hs_entries
-            for entry, end in ends:
-                idx, kw_len = entries[entry]
-                r = rules[idx]
-                last = end - kw_len if kw_len else end - r.min_width
-                windows[idx].append((max(0, end - r.max_width), max(0, last)))
+        if self.engine == "hyperscan":
+            for t, tier in enumerate(self._tiers):
+                parts = None if regions is None else regions[t]
+                for a, b in parts if parts is not None else [(0, len(data))]:
+                    tier.windows(rules, data, a, b, windows)
+            return windows
+        # ASCII lower-casing matches the byte patterns' case folding; find() runs at C speed
+        if regions is None or any(parts is None for parts in regions):
+            parts = [(0, len(data))]
         else:
-            # ASCII lower-casing matches the byte patterns' case folding; find() runs at C speed
-            lowered = part.lower()
+            parts = _merge([span for tier_parts in regions for span in tier_parts])  # type: ignore[union-attr]
+        for a, b in parts:
+            lowered = data[a:b].lower()
             for kw, idxs in self._keyword_rules.items():
                 ks = lowered.find(kw)
                 while ks >= 0:
@@ -258,7 +258,7 @@ class ChunkFeed:
         return Chunk(data, self._offset, own, final, self.matcher.scan(data, base=self._offset, own=own))
 
 
-_CACHE_FORMAT = 1  # bump when the layout of compiled entries changes
+_CACHE_FORMAT = 2  # bump when the layout of compiled entries changes
 
 
 def bytes_reader(data: bytes) -> Callable[[int], bytes]:
@@ -295,6 +295,79 @@ def file_reader(fh) -> Callable[[int], bytes]:
     return read
 
 
+@dataclass(eq=False)
+class _Tier:
+    """Rules searched by one Hyperscan database: `expressions` (full patterns or keywords) with,
+    for each, (rule index, keyword length; 0 for a full pattern)."""
+
+    expressions: list[tuple[bytes, int | None]]
+    entries: list[tuple[int, int]]
+    width: int  # the widest rule's max_width
+    reach: dict[bool, int]  # the furthest a rule's match may start before a changed span (narrow, wide)
+    db: object = None
+
+    @classmethod
+    def of(cls, rules: tuple[Rule, ...], wide: bool, reach: dict[bool, list[int]]) -> _Tier:
+        """The rules wider than WIDE_RULE (by their keywords), or the others (by their patterns);
+        `reach`: each rule's narrow and wide reach (see `Matcher.scan`)."""
+        expressions: list[tuple[bytes, int | None]] = []
+        entries: list[tuple[int, int]] = []
+        mine: list[int] = []
+        for idx, rule in enumerate(rules):
+            if (rule.max_width > WIDE_RULE) != wide:
+                continue
+            mine.append(idx)
+            if wide:
+                for kw in rule.keywords_lower:
+                    entries.append((idx, len(kw)))
+                    expressions.append((regex.escape(kw, literal_spaces=True), _hs.HS_FLAG_CASELESS if _hs else 0))
+            else:
+                entries.append((idx, 0))
+                expressions.append((rule.pattern.encode(), None))
+        width = max((rules[i].max_width for i in mine), default=0)
+        return cls(expressions, entries, width, {w: max((reach[w][i] for i in mine), default=0) for w in (False, True)})
+
+    def windows(self, rules: tuple[Rule, ...], data: bytes, a: int, b: int, out: dict[int, list[tuple[int, int]]]) -> None:
+        """Add the start windows of this tier's matches in data[a:b] to `out`."""
+        if self.db is None:
+            return
+        ends: list[Hit] = []
+        append = ends.append
+
+        def on_match(entry: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+            append((entry, to + a))
+
+        self.db.scan(data if a == 0 and b >= len(data) else data[a:b], match_event_handler=on_match)  # type: ignore[attr-defined]
+        entries = self.entries
+        for entry, end in ends:
+            idx, kw_len = entries[entry]
+            r = rules[idx]
+            last = end - kw_len if kw_len else end - r.min_width
+            out[idx].append((max(0, end - r.max_width), max(0, last)))
+
+
+def _compile_hyperscan(expressions: list[tuple[bytes, int | None]], key: str):
+    """A block-mode database of `expressions` (ids are their positions), or None if empty;
+    loaded from the cache when it was compiled before."""
+    if not expressions:
+        return None
+    cache = _hs_cache_path(key)
+    if cache is not None:
+        try:
+            db = _hs.loadb(cache.read_bytes(), _hs.HS_MODE_BLOCK)
+            db.scratch = _hs.Scratch(db)  # a loaded database comes without one
+            return db
+        except Exception:
+            pass  # absent, stale or damaged: compile afresh
+    db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+    flags = [f if f is not None else _hs_flags_for(e) for e, f in expressions]
+    db.compile(expressions=[e for e, _ in expressions], ids=list(range(len(expressions))),
+               elements=len(expressions), flags=flags)  # fmt: skip
+    if cache is not None:
+        write_cache_file(cache, _hs.dumpb(db))
+    return db
+
+
 def _hs_cache_path(digest: str) -> Path | None:
     """Compiled databases are cached per detector set and Hyperscan version; compiling takes
     about a second, loading a millisecond."""
@@ -316,6 +389,8 @@ def _hs_flags_for(expr: bytes) -> int:
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    if not spans:
+        return []
     spans.sort()
     out = [spans[0]]
     for s, e in spans[1:]:
@@ -325,6 +400,24 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
                 out[-1] = (ls, e)
         else:
             out.append((s, e))
+    return out
+
+
+def _within(windows: list[tuple[int, int]], allowed: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of `windows` (merged, inclusive [s0, s1]) inside `allowed` (sorted by start,
+    inclusive, may overlap)."""
+    allowed = _merge(allowed)
+    out: list[tuple[int, int]] = []
+    j = 0
+    for s0, s1 in windows:
+        while j < len(allowed) and allowed[j][1] < s0:
+            j += 1
+        k = j
+        while k < len(allowed) and allowed[k][0] <= s1:
+            a, b = max(s0, allowed[k][0]), min(s1, allowed[k][1])
+            if a <= b:
+                out.append((a, b))
+            k += 1
     return out
 
 

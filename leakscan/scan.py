@@ -22,7 +22,7 @@ from .locate import LineCounter, locate_bytes, locate_stream
 from .decoders import Layer, Limits, Seen, Unsafe, decode, is_lfs_pointer, lfs_oid, no_text_format, no_text_reason, plain_text, sniff
 from .decoders.stream import EncodedStream
 from .matcher import CHUNK_SIZE, Chunk, ChunkFeed, Matcher, bytes_reader, file_reader
-from .versions import Version, changed_span
+from .versions import Version, changed_spans
 from .model import Candidate, Finding, Location, Place, Skip
 
 
@@ -99,7 +99,7 @@ class Scanner:
     def _raw(self, read: Callable[[int], bytes], origin: Place) -> list[Finding]:
         return self._findings(locate_stream(self.matcher, read), origin)
 
-    def _raw_bytes(self, data: bytes, origin: Place, changed: tuple[int, int] | None = None) -> list[Finding]:
+    def _raw_bytes(self, data: bytes, origin: Place, changed: Sequence[tuple[int, int]] | None = None) -> list[Finding]:
         return self._findings(locate_bytes(self.matcher, data, changed), origin)
 
     def _findings(self, located: Iterable[tuple[Candidate, Location]], origin: Place) -> list[Finding]:
@@ -154,7 +154,7 @@ class Scanner:
             return self._scan_lfs_object(lfs_oid(data), origin, lfs_store)
         fmt = sniff(data, origin.path)
         text = plain_text(data, fmt)
-        changed = changed_span(before.data, data) if text and before is not None else None
+        changed = changed_spans(before.data, data) if text and before is not None else None
         result = Scanned(self._raw_bytes(data, origin, changed))
         layered: list[Finding] = []
         unsafe: list[Finding] = []

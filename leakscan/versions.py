@@ -25,6 +25,8 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import regex
+
 from .sources.base import Blob
 
 PIECE_BYTES = 64 << 20  # a file's history longer than this is read in pieces that can run in parallel
@@ -99,31 +101,69 @@ def file_order(blobs: Sequence[Blob]) -> list[Blob]:
 
 # Every encoded run (base64, hex, percent, \\u) ends at whitespace or a quote, and so does the
 # word a percent or \\u span is widened over: text cut at these is cut between runs.
-_CUTS = (b"\n", b" ", b'"', b"'", b"\t", b"\r")
+_CUT = regex.compile(rb"[\n \"'\t\r]")
+_CUT_BEFORE = regex.compile(rb"[\n \"'\t\r]", regex.REVERSE)
+MAX_SPANS = 64  # past this many, what is left of the two versions is compared as one span
+_ANCHOR = 48  # bytes of the new version looked for in the old one to align what lies around them
+_SMALL = 2048  # a difference shorter than this is not split further
 
 
-def changed_span(old: bytes, new: bytes) -> tuple[int, int]:
-    """[lo, hi) of `new`, cut at whitespace or quotes, outside which `new` is the common start or
-    common end of the two versions: what lies there was in `old` between the same cuts (in a
-    JSON file of one long line too)."""
-    n = min(len(old), len(new))
-    p = _common_prefix(old, new, n)
-    s = _common_suffix(old, new, n - p)
-    lo = max(new.rfind(c, 0, p) for c in _CUTS) + 1
-    c = max(p, len(new) - s)
-    cuts = [i for i in (new.find(c_, c) for c_ in _CUTS) if i >= 0]
-    return lo, min(cuts) + 1 if cuts else len(new)
+def changed_spans(old: bytes, new: bytes) -> tuple[tuple[int, int], ...]:
+    """The spans [lo, hi) of `new` (sorted, apart), each cut at whitespace or quotes, outside
+    which `new` is made of runs of `old`: every gap between two spans (and before the first,
+    after the last) is a run of bytes that `old` holds too, beginning after the same cut and
+    ending with one, so what lies inside it, encoded runs and lookaround alike, was in `old`.
+
+    The two versions are aligned by their common start and end, then, in what differs, around
+    a piece of the new version found in the old one, recursively (an entry added to a table of
+    contents at the top of a README and to its body further down are two small spans, not the
+    whole text between them). Any alignment is correct, because only runs the two share are
+    left out; a better one leaves out more."""
+    raw: list[tuple[int, int]] = []
+    _align(old, 0, len(old), new, 0, len(new), raw)
+    spans: list[tuple[int, int]] = []
+    for a, b in raw:
+        before = _CUT_BEFORE.search(new, 0, a)
+        after = _CUT.search(new, b)
+        lo = before.start() + 1 if before else 0
+        hi = after.start() + 1 if after else len(new)
+        if spans and lo <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(hi, spans[-1][1]))
+        else:
+            spans.append((lo, hi))
+    return tuple(spans)
 
 
-def _common_prefix(a: bytes, b: bytes, n: int) -> int:
-    """Length of the common start of a[:n] and b[:n]."""
-    return _agreeing(n, lambda i, j: a[i:j] == b[i:j])
+def _align(old: bytes, o0: int, o1: int, new: bytes, n0: int, n1: int, out: list[tuple[int, int]]) -> None:
+    """Append to `out` the parts of new[n0:n1] that differ from old[o0:o1] (a part of length 0:
+    bytes deleted there)."""
+    p = _common_prefix(old, o0, new, n0, min(o1 - o0, n1 - n0))
+    o0, n0 = o0 + p, n0 + p
+    s = _common_suffix(old, o1, new, n1, min(o1 - o0, n1 - n0))
+    o1, n1 = o1 - s, n1 - s
+    if o0 == o1 and n0 == n1:
+        return
+    if n1 - n0 < _SMALL or o1 - o0 < _ANCHOR or len(out) >= MAX_SPANS:
+        out.append((n0, n1))
+        return
+    for at in (n0 + (n1 - n0) // 2, n0 + (n1 - n0) // 4, n0 + 3 * (n1 - n0) // 4):
+        at = min(at, n1 - _ANCHOR)
+        found = old.find(new[at : at + _ANCHOR], o0, o1)
+        if found >= 0:
+            _align(old, o0, found, new, n0, at, out)
+            _align(old, found + _ANCHOR, o1, new, at + _ANCHOR, n1, out)
+            return
+    out.append((n0, n1))
 
 
-def _common_suffix(a: bytes, b: bytes, n: int) -> int:
-    """Length of the common end of `a` and `b`, at most n."""
-    la, lb = len(a), len(b)
-    return _agreeing(n, lambda i, j: a[la - j : la - i] == b[lb - j : lb - i])
+def _common_prefix(a: bytes, i: int, b: bytes, j: int, n: int) -> int:
+    """Length of the common start of a[i:i+n] and b[j:j+n]."""
+    return _agreeing(n, lambda x, y: a[i + x : i + y] == b[j + x : j + y])
+
+
+def _common_suffix(a: bytes, i: int, b: bytes, j: int, n: int) -> int:
+    """Length of the common end of a[:i] and b[:j], at most n."""
+    return _agreeing(n, lambda x, y: a[i - y : i - x] == b[j - y : j - x])
 
 
 def _agreeing(n: int, same: Callable[[int, int], bool]) -> int:
@@ -140,5 +180,5 @@ def _agreeing(n: int, same: Callable[[int, int], bool]) -> int:
                 else:
                     j = mid
             return i
-        i, step = j, min(step * 2, 1 << 20)
+        i, step = j, min(step * 2, 1 << 16)  # blocks beyond 64 KiB compare slower (fresh memory)
     return n

@@ -19,8 +19,9 @@ from leakscan.matcher import bytes_reader
 from leakscan.model import Place
 from leakscan.pipeline import _shards
 from leakscan.sources.base import Blob
-from leakscan.versions import Version, Versions, changed_span, file_order
+from leakscan.versions import Version, Versions, changed_spans, file_order
 
+CUTS = (b"\n", b" ", b'"', b"'", b"\t", b"\r")  # what no encoded run crosses
 FILLER = "".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(60))
 
 
@@ -38,7 +39,7 @@ def b64(text: str) -> str:
     (b'{"a": "x", "b": "QUJD"}', b'{"a": "y", "b": "QUJD"}', (7, 9)),  # a JSON file of one line
 ])  # fmt: skip
 def test_the_changed_span_is_cut_at_whitespace_or_quotes_around_every_difference(old, new, span):
-    assert changed_span(old, new) == span
+    assert changed_spans(old, new) == (span,)
     lo, hi = span
     assert new[:lo] == old[:lo] and new[hi:] == old[len(old) - (len(new) - hi):]
 
@@ -46,7 +47,53 @@ def test_the_changed_span_is_cut_at_whitespace_or_quotes_around_every_difference
 def test_a_long_common_start_and_end_are_found_at_byte_precision():
     old = b"x" * 300_000 + b"\nold line\n" + b"y" * 500_000
     new = b"x" * 300_000 + b"\nnew line!\n" + b"y" * 500_000
-    assert changed_span(old, new) == (300_001, 300_011)
+    assert changed_spans(old, new) == ((300_001, 300_011),)
+
+
+def _gaps_are_runs_of_old(old: bytes, new: bytes, spans) -> None:
+    """What `changed_spans` promises: outside the spans, `new` is runs `old` holds too, each
+    with the cut before it (or the start of both texts)."""
+    edges = [0] + [x for span in spans for x in span] + [len(new)]
+    for a, b in zip(edges[::2], edges[1::2]):
+        assert a <= b
+        if a == b:
+            continue
+        if a == 0:
+            assert old.startswith(new[:b])
+        elif b == len(new):
+            assert old.endswith(new[a - 1 :]) and new[a - 1 : a] in CUTS
+        else:
+            assert new[a - 1 : b] in old and new[a - 1 : a] in CUTS and new[b - 1 : b] in CUTS
+
+
+def test_edits_far_apart_are_separate_small_spans():
+    """An entry added to a README's table of contents and to its body: two small spans, not
+    the 200 KB between them."""
+    toc = "".join(f"- [Section {i}](#section-{i})\n" for i in range(400))
+    body = "".join(f"## Section {i}\n\n* [Book {i}](https://example.org/book/{i}) (PDF)\n\n" for i in range(3000))
+    old = (toc + body).encode()
+    new = old.replace(b"- [Section 7](#section-7)\n", b"- [Section 7](#section-7)\n- [Section 7b](#section-7b)\n")
+    new = new.replace(b"* [Book 2500](", b"* [Book 2500b](https://example.org/2500b)\n* [Book 2500](")
+    spans = changed_spans(old, new)
+    assert len(spans) == 2 and sum(b - a for a, b in spans) < 200, spans
+    assert b"7b" in new[spans[0][0] : spans[0][1]] and b"2500b" in new[spans[1][0] : spans[1][1]]
+    _gaps_are_runs_of_old(old, new, spans)
+
+
+def test_spans_keep_their_promise_on_random_edits_and_moves(rng):
+    lines = [f"line {i} {'x' * rng.randint(0, 90)}\n".encode() for i in range(2000)]
+    for _ in range(60):
+        old = b"".join(rng.sample(lines, 600))
+        new = bytearray(old)
+        for _ in range(rng.randint(1, 8)):
+            at, cut = rng.randrange(len(new)), rng.randint(0, 3000)
+            piece = bytes(new[rng.randrange(len(new)) :][: rng.randint(0, 3000)]) if rng.random() < 0.5 else rng.choice(lines)
+            new[at : at + cut] = piece  # a move, a copy or a new line over what was there
+        new = bytes(new)
+        spans = changed_spans(old, new)
+        assert list(spans) == sorted(spans) and all(a <= b for a, b in spans)
+        assert all(b1 < a2 for (_, b1), (a2, _) in zip(spans, spans[1:]))
+        _gaps_are_runs_of_old(old, new, spans)
 
 
 def _blob(key: str, path: str, date: str, size: int = 10, base: str | None = None) -> Blob:
@@ -224,3 +271,48 @@ def test_a_match_that_starts_before_the_change_and_reaches_into_it_is_found(rule
     assert _secrets(first) == set()
     against = scanner.scan_blob(bytes_reader(new), [place], before=first.version)
     assert _secrets(against) == {("generic-password", value)}
+
+
+GENERIC_AND_SPECIFIC = """
+name = "Test"
+
+[[rules]]
+id = "test-long-generic"
+description = "a generic rule whose matches run long"
+generic = true
+keywords = ["blob:"]
+pattern = '''blob:(?P<secret>[a-z0-9 ]{40,400})'''
+examples.positive = ['blob:{hex:60}']
+examples.negative = ['blob:short']
+
+[[rules]]
+id = "test-specific"
+description = "a specific token, found inside the generic rule's matches"
+keywords = ["spcx"]
+pattern = '''spcx[a-z0-9]{16}'''
+examples.positive = ['spcx{hex:16}']
+examples.negative = ['spcx']
+"""
+
+
+@pytest.mark.parametrize("engine", ["hyperscan", "regex"])
+def test_a_generic_match_reaching_a_change_from_afar_still_yields_to_a_specific_rule(tmp_path, engine, rng):
+    """The change is at the end of a 300-byte generic match whose start a specific rule
+    recognises, further from the change than that rule's own width: the specific rules are then
+    confirmed as far as the generic match reaches, and the generic match is dropped as in a
+    whole scan."""
+    from leakscan.detectors import load_rules
+    from leakscan.matcher import Matcher
+
+    (tmp_path / "test.toml").write_text(GENERIC_AND_SPECIFIC)
+    matcher = Matcher(load_rules([tmp_path], defaults=False), engine)
+    run = "spcx" + token("{hex:16}", rng.random()) + " " + " ".join(token("{hex:7}", rng.random()) for _ in range(35))
+    filler = b"x = 1\n" * 400
+    old = filler + f"blob:{run}\n".encode() + filler
+    new = filler + f"blob:{run[:-7]}deadbee\n".encode() + filler
+    spans = changed_spans(old, new)
+    assert spans[0][0] - (len(filler) + 5) > 250  # the change is far from where the match starts
+    whole = [(c.rule_id, c.secret) for c in matcher.scan(new)]
+    against = [(c.rule_id, c.secret) for c in matcher.scan(new, changed=spans)]
+    assert whole == [("test-specific", run[:20].encode())]  # the generic match yields to it
+    assert against == whole

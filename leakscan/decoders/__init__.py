@@ -23,7 +23,7 @@ tensor storages of torch checkpoints (`archive/data/0` …) are not decoded at a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
 from ..model import Skip
@@ -138,11 +138,11 @@ _SNIFF = "?"
 
 
 def decode(path: str, data: bytes, limits: Limits = Limits(), *, models: bool = False, fmt: str | None = _SNIFF,
-           changed: tuple[int, int] | None = None, seen: Seen | None = None) -> Iterator[Layer | Skip | Unsafe]:  # fmt: skip
+           changed: Sequence[tuple[int, int]] | None = None, seen: Seen | None = None) -> Iterator[Layer | Skip | Unsafe]:  # fmt: skip
     """All decoded layers of a blob (NOT including the raw data itself, which the scanner scans
     anyway), recursively, within limits; with `models`, what model files in it run when loaded.
     `fmt`: what `sniff` said of the blob, if already asked. `changed`: for a blob that is
-    `plain_text`, the span that changed since an earlier version already scanned at the same
+    `plain_text`, the spans that changed since an earlier version already scanned at the same
     path (see `versions`): encoded text is searched there only. `seen`: archive members decoded
     before, kept from blob to blob."""
     if is_lfs_pointer(data):
@@ -167,7 +167,7 @@ def _join(chain: str, name: str | None) -> str:
 
 
 def _expand(ctx: Context, path: str, data: bytes, name: str, chain: str, depth: int, enc: int,
-            fmt: str | None = _SNIFF, changed: tuple[int, int] | None = None) -> Iterator[Layer | Skip]:  # fmt: skip
+            fmt: str | None = _SNIFF, changed: Sequence[tuple[int, int]] | None = None) -> Iterator[Layer | Skip]:  # fmt: skip
     """The layers below one layer (the blob itself at depth 0)."""
     try:
         ctx.tick()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from urllib.parse import unquote_to_bytes
 
 from .base import Child, Context, Problem, looks_text
@@ -306,8 +306,8 @@ def utf16_encoding(data: bytes) -> str | None:
     return None
 
 
-def find_encoded(data: bytes, name: str, ctx: Context, changed: tuple[int, int] | None = None) -> Iterator[Child | Problem]:
-    """Encoded-text layers of one text layer; with `changed` (a span cut at whitespace or quotes,
+def find_encoded(data: bytes, name: str, ctx: Context, changed: Sequence[tuple[int, int]] | None = None) -> Iterator[Child | Problem]:
+    """Encoded-text layers of one text layer; with `changed` (spans cut at whitespace or quotes,
     which no run crosses), only those that lie there, named as in the whole layer."""
     enc = utf16_encoding(data)
     if enc:
@@ -315,14 +315,12 @@ def find_encoded(data: bytes, name: str, ctx: Context, changed: tuple[int, int] 
         text = body[: len(body) & ~1].decode(enc, "replace")
         yield Child("utf16", text.encode("utf-8", "backslashreplace"), "utf16", encoded=True)
         return
-    base = 0
-    if changed is not None:
-        base = changed[0]
-        data = data[base : changed[1]]
-    yield from _base64_and_hex(data, base)
-    ctx.tick()
-    if b"%" in data:
-        yield from _percent(data, base)
+    for base, end in changed if changed is not None else [(0, len(data))]:
+        part = data if base == 0 and end == len(data) else data[base:end]
+        yield from _base64_and_hex(part, base)
         ctx.tick()
-    if b"\\u00" in data:
-        yield from _u_escapes(data, base)
+        if b"%" in part:
+            yield from _percent(part, base)
+            ctx.tick()
+        if b"\\u00" in part:
+            yield from _u_escapes(part, base)
