@@ -15,7 +15,6 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
-import click
 import typer
 
 from . import __version__
@@ -900,25 +899,49 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    command, prog, rest = _command_for(args or ["--help"])
     try:
-        rv = app(args=args or ["--help"], standalone_mode=False, prog_name="leakscan")
+        rv = command(args=rest, standalone_mode=False, prog_name=prog)
     except (UserError, StoreError) as exc:
         from .messages import say
 
         say("error", str(exc))
         return EXIT_ERROR
-    except (typer.Exit, click.exceptions.Exit) as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print("leakscan: interrupted", file=sys.stderr)
         return 130
-    except (typer.TyperException, click.ClickException) as exc:
-        # Usage errors: one line, not click's boxed usage text. (Typer vendors its own click.)
-        print(f"leakscan: error: {exc.format_message()}", file=sys.stderr)
+    except typer.TyperException as exc:
+        # Usage errors: one line, not click's boxed usage text. (Typer vendors its own click, whose
+        # exceptions are all TyperExceptions.)
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        print(f"leakscan: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:
         return EXIT_CLEAN
     return rv if isinstance(rv, int) else EXIT_CLEAN
+
+
+def _command_for(args: list[str]) -> tuple[typer.Typer, str, list[str]]:
+    """The app that runs `args`, its program name, and the arguments left for it: for `leakscan
+    CMD …` or `leakscan GROUP CMD …`, an app of that one command. Typer builds the click command
+    of every command in a group before it runs one (inspecting each signature and evaluating its
+    annotations), a tenth of a second of every run; one command alone is built alone. Help and
+    errors read the same, with the program name `leakscan CMD`."""
+    app_, prog, i = app, "leakscan", 0
+    while i < len(args):
+        groups = {g.name: g.typer_instance for g in app_.registered_groups}
+        if args[i] in groups and groups[args[i]].registered_callback is None:
+            app_, prog, i = groups[args[i]], f"{prog} {args[i]}", i + 1
+            continue
+        for info in app_.registered_commands:
+            if args[i] == (info.name or info.callback.__name__.replace("_", "-")):  # type: ignore[union-attr]
+                solo = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+                solo.registered_commands = [info]
+                return solo, f"{prog} {args[i]}", args[i + 1 :]
+        break
+    return app_, prog, args[i:]
 
 
 

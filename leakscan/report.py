@@ -7,11 +7,6 @@ from collections.abc import Sequence
 from typing import IO, Any
 from urllib.parse import quote
 
-from rich.cells import cell_len
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 from . import __version__
 from .detectors import RuleSet
 from .findings import UNSAFE_RULES
@@ -57,6 +52,14 @@ PLAIN_ROWS = 500  # above this, plain output draws the table itself: rich takes 
 
 def table(findings: Sequence[Finding], skipped: Sequence[Skip], out: IO[str], *, summary: str,
           color: bool) -> None:  # fmt: skip
+    if not (findings or skipped or color):
+        # one line of plain text: rich (a twentieth of a second to import) would add nothing
+        out.write(f"{summary}\n" if summary else "")
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     console = Console(file=out, force_terminal=color, no_color=not color, width=None if color else 160,
                       highlight=False, soft_wrap=False)  # fmt: skip
     if len(findings) > PLAIN_ROWS and not color:
@@ -78,7 +81,7 @@ def table(findings: Sequence[Finding], skipped: Sequence[Skip], out: IO[str], *,
         where = s.path + (f"!{s.container}" if s.container else "")
         console.print(Text(f"skipped {escape(where)}: {escape(s.reason)}", style="yellow"))
     if summary:
-        console.print(summary, style="bold")
+        console.print(summary, style="bold", soft_wrap=True)
 
 
 _HEADER = ("Location", "Detector", "Secret", "Commit", "Status")
@@ -101,6 +104,8 @@ def _rows(findings: Sequence[Finding]) -> list[tuple[str, str, str, str, str]]:
 
 def _plain_table(rows: list[tuple[str, ...]]) -> str:
     """The table rich draws without colour, drawn directly (cells are not folded)."""
+    from rich.cells import cell_len
+
     widths = [max(cell_len(r[i]) for r in [_HEADER, *rows]) for i in range(len(_HEADER))]
 
     def line(cells: Sequence[str], edge: str) -> str:
