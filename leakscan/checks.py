@@ -11,12 +11,16 @@ import base64
 import binascii
 import json
 import math
+import re
 import time
 import zlib
 from collections import Counter
 from collections.abc import Callable
 
-import regex
+
+from .lazyre import lazy_import, lazy_regex
+
+regex = lazy_import("regex")
 
 B62_DIGITS = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 B36_DIGITS = b"0123456789abcdefghijklmnopqrstuvwxyz"
@@ -124,7 +128,7 @@ def check_jwt_service_role(secret: bytes) -> bool:
     return payload is not None and payload.get("role") == "service_role"
 
 
-_SAS_EXPIRY = regex.compile(rb"(?:^|&)se=([0-9]{4})-([0-9]{2})-([0-9]{2})")
+_SAS_EXPIRY = lazy_regex(rb"(?:^|&)se=([0-9]{4})-([0-9]{2})-([0-9]{2})")
 
 
 def check_azure_sas(secret: bytes) -> bool:
@@ -137,11 +141,11 @@ def check_azure_sas(secret: bytes) -> bool:
     return m is None or tuple(int(g) for g in m.groups()) >= tuple(time.gmtime()[:3])
 
 
-_PEM_BODY = regex.compile(rb"-----BEGIN[ A-Z0-9]*-----(.*?)-----END", regex.S)
-_PEM_HEADER_LINE = regex.compile(rb"^[A-Za-z-]+:.*$", regex.M)
-_PEM_ESCAPES = regex.compile(rb"(?:\\\\|\\)[nr]")
-_PEM_CONCAT = regex.compile(rb"[\"']\s*\+?\s*[\"']")  # per-line quoted strings joined
-_PEM_NOISE = regex.compile(rb"[\s\"',=]")
+_PEM_BODY = lazy_regex(rb"(?s)-----BEGIN[ A-Z0-9]*-----(.*?)-----END")
+_PEM_HEADER_LINE = lazy_regex(rb"(?m)^[A-Za-z-]+:.*$")
+_PEM_ESCAPES = lazy_regex(rb"(?:\\\\|\\)[nr]")
+_PEM_CONCAT = lazy_regex(rb"[\"']\s*\+?\s*[\"']")  # per-line quoted strings joined
+_PEM_NOISE = lazy_regex(rb"[\s\"',=]")
 
 
 def check_pem(secret: bytes) -> bool:
@@ -197,13 +201,13 @@ CHECKS: dict[str, Callable[[bytes], bool]] = {
 _MARKER_WORDS = ("example", "sample", "dummy", "placeholder", "redacted", "changeme", "change_me",
                  "insert", "replace", "notreal", "not_real", "secret_here", "token_here", "key_here")
 # In one consistent case, as people write them: a random mixed-case key spells `duMmY` now and then.
-_PLACEHOLDER_MARKERS = regex.compile(
-    b"|".join(regex.escape(v).encode() for w in _MARKER_WORDS for v in (w, w.upper(), w.capitalize()))
+_PLACEHOLDER_MARKERS = lazy_regex(
+    b"|".join(re.escape(v).encode() for w in _MARKER_WORDS for v in (w, w.upper(), w.capitalize()))
     + rb"|\*\*\*|\.\.\.|<[^>]*>|\$\{|\{\{|%\(|\$[A-Z_]{3,}"
 )
 # Short filler decides only by how much of the token it covers: runs of one character, x runs,
 # counting runs (12345, abcde, 98765) and the words people type into a template.
-_FILLER = regex.compile(
+_FILLER = lazy_regex(
     rb"(.)\1{3,}|(?i:x{3,})"
     rb"|(?i:your|my|api|access|secret|private|token|key|here|test|fake|demo|abc|foo|bar|value|none|null"
     rb"|please|paste|put|goes|enter|generated|password|pass|string|random|some|xyz|qwerty|todo|tbd)"
@@ -269,7 +273,7 @@ def filter_placeholder(secret: bytes) -> bool:
 
 
 # For prefix-less generic matches there is no random body to weigh, so a hint anywhere counts.
-_GENERIC_HINTS = regex.compile(rb"(?i:xxxx|fake|test_?key)|your|YOUR|Your|(.)\1{5,}")
+_GENERIC_HINTS = lazy_regex(rb"(?i:xxxx|fake|test_?key)|your|YOUR|Your|(.)\1{5,}")
 _SEQUENCES = (b"0123456789", b"abcdefghijklmnopqrstuvwxyz", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -281,19 +285,19 @@ def _has_sequence(data: bytes, run: int = 6) -> bool:
     return False
 
 
-_UUID = regex.compile(rb"(?i)^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_HEX = regex.compile(rb"^(?:[0-9a-f]+|[0-9A-F]+)$")
-_PIECE_SPLIT = regex.compile(rb"[_.\-/:]+|(?<=[a-z])(?=[A-Z])", regex.V1)
-_WORDISH = regex.compile(rb"[A-Za-z][a-z]*[0-9]{0,2}|[A-Z]{2,}[0-9]{0,2}|[0-9]{1,4}")
-_ENV_LOOKUP = regex.compile(
+_UUID = lazy_regex(rb"(?i)^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_HEX = lazy_regex(rb"^(?:[0-9a-f]+|[0-9A-F]+)$")
+_PIECE_SPLIT = lazy_regex(rb"(?V1)[_.\-/:]+|(?<=[a-z])(?=[A-Z])")
+_WORDISH = lazy_regex(rb"[A-Za-z][a-z]*[0-9]{0,2}|[A-Z]{2,}[0-9]{0,2}|[0-9]{1,4}")
+_ENV_LOOKUP = lazy_regex(
     rb"(?i)^(?:os\.|env\.|process\.env|getenv|environ|settings\.|config\.|self\.|args\.|secrets\.)"
 )
-_FILE_OR_URL = regex.compile(rb"(?i)^(?:https?://|/|\./|~/|[a-z]:\\)|\.(?:json|ya?ml|txt|py|pem|key|env)$")
+_FILE_OR_URL = lazy_regex(rb"(?i)^(?:https?://|/|\./|~/|[a-z]:\\)|\.(?:json|ya?ml|txt|py|pem|key|env)$")
 
 
 # Keys that are public by design (Mapbox pk., Stripe publishable, PostHog project, Supabase
 # publishable): a generic rule must not report them under an api_key/token name either.
-_PUBLIC_BY_DESIGN = regex.compile(rb"^(?:pk\.eyJ|pk_(?:live|test)_|phc_|sb_publishable_)")
+_PUBLIC_BY_DESIGN = lazy_regex(rb"^(?:pk\.eyJ|pk_(?:live|test)_|phc_|sb_publishable_)")
 
 
 def filter_generic(secret: bytes) -> bool:
@@ -320,11 +324,10 @@ def looks_like_identifier(secret: bytes) -> bool:
 
 
 # Identifier pieces: CamelCase humps, acronyms before a hump (APIChat), digit runs (Seq2Seq).
-_ID_SPLIT = regex.compile(
-    rb"[_.\-/:]+|(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[A-Za-z])(?=[0-9])|(?<=[0-9])(?=[A-Za-z])",
-    regex.V1,
+_ID_SPLIT = lazy_regex(
+    rb"(?V1)[_.\-/:]+|(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[A-Za-z])(?=[0-9])|(?<=[0-9])(?=[A-Za-z])"
 )
-_ID_PIECE = regex.compile(rb"[A-Z]?[a-z]*[aeiouy][a-z]*|[A-Z]{1,5}|[0-9]{1,4}")  # word, acronym, number
+_ID_PIECE = lazy_regex(rb"[A-Z]?[a-z]*[aeiouy][a-z]*|[A-Z]{1,5}|[0-9]{1,4}")  # word, acronym, number
 
 
 def filter_identifier(secret: bytes) -> bool:
@@ -343,8 +346,8 @@ def filter_identifier(secret: bytes) -> bool:
             and sum(map(len, words)) >= 3 * len(words))  # fmt: skip
 
 
-_CLASSES = (regex.compile(rb"[a-z]"), regex.compile(rb"[A-Z]"), regex.compile(rb"[0-9]"),
-            regex.compile(rb"[^A-Za-z0-9]"))  # fmt: skip
+_CLASSES = (lazy_regex(rb"[a-z]"), lazy_regex(rb"[A-Z]"), lazy_regex(rb"[0-9]"),
+            lazy_regex(rb"[^A-Za-z0-9]"))  # fmt: skip
 
 
 def filter_human_password(secret: bytes) -> bool:

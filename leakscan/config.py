@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -223,6 +222,8 @@ def locate(root: Path | None, explicit: Path | None = None) -> Path | None:
 def load(path: Path | None) -> Config:
     if path is None:
         return Config()
+    import tomllib  # only when there is a configuration file
+
     name = path.name
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

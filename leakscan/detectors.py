@@ -13,26 +13,27 @@ import os
 import pickle
 import re as _stdlib_re  # only to compute pattern widths; matching uses `regex`
 import sys
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import regex
 
+from .lazyre import lazy_import, lazy_regex
 from . import __version__
 from .checks import CHECKS, FILTERS
 from .paths import cache_root
 from .verify.spec import SpecError, VerifySpec, parse_spec
+
+regex = lazy_import("regex")
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "detectors"
 PACKAGED_DIR = Path(__file__).resolve().parent / "_detectors"
 
 DEFAULT_CONTEXT_WITHIN = 64
 MAX_WIDTH = 16384  # widest match a rule may have; bounds the streaming overlap
-_ID = regex.compile(r"^[a-z0-9][a-z0-9-]*$")
+_ID = lazy_regex(r"^[a-z0-9][a-z0-9-]*$")
 _RULE_KEYS = {
     "id", "description", "keywords", "pattern", "entropy", "checks", "filters", "context",
     "allow", "max_length", "generic", "exclude_paths", "examples", "verify", "revoke", "severity",
@@ -238,6 +239,8 @@ def _build_rule(raw: dict[str, Any], provider: str, provider_name: str, file_def
 
 
 def load_file(path: Path) -> list[Rule]:
+    import tomllib  # detector files are parsed only when the validated set is not cached
+
     source = path.name
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -313,24 +316,22 @@ def load_rules(dirs: list[Path] | None = None, *, only: set[str] | None = None, 
     return RuleSet(tuple(rules))
 
 
-_RULESET_FORMAT = 1  # bump when what a cached rule set holds changes shape
+_RULESET_FORMAT = 2  # bump when what a cached rule set holds changes shape
 
 
 def _ruleset_cache_path(files: list[Path]) -> Path | None:
-    """Where the rule set built from `files` is cached: keyed by their names and bytes, the
-    code that validates them and the Python version, so that any change is a miss. Reading the
-    files is a few milliseconds; parsing and validating them took most of a second."""
+    """Where the rule set built from `files` is cached: keyed by their names, sizes and
+    modification times (as Python keys its bytecode), those of the code that validates them,
+    and the Python version, so that any change is a miss. Statting the files takes a
+    millisecond, reading them all six; parsing and validating them took most of a second."""
     if os.environ.get("LEAKSCAN_NO_CACHE"):
         return None
     h = hashlib.sha256(f"{__version__}\0{sys.version}\0{_RULESET_FORMAT}".encode())
     here = Path(__file__).parent
     try:
-        for code in (here / "detectors.py", here / "checks.py", here / "verify" / "spec.py"):
-            h.update(code.read_bytes())
-        for f in files:
-            data = f.read_bytes()
-            h.update(f"\0{f.name}\0{len(data)}\0".encode())
-            h.update(data)
+        for f in (here / "detectors.py", here / "checks.py", here / "verify" / "spec.py", *files):
+            st = f.stat()
+            h.update(f"\0{f}\0{st.st_size}\0{st.st_mtime_ns}".encode())
     except OSError:
         return None  # load_file reports an unreadable file
     return cache_root() / f"rules-{h.hexdigest()[:32]}.pickle"

@@ -16,7 +16,6 @@ import shlex
 import sys
 import threading
 import time
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,8 @@ def load_policy(git_dir: Path) -> Policy:
     path = git_dir / CONFIG
     if not path.exists():
         return Policy()
+    import tomllib  # only when a policy file exists
+
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     unknown = set(data) - {"block", "verify", "verify_budget", "bypass", "on_error", "timeout", "store", "block_unsafe_models"}
     if unknown:
@@ -103,7 +104,7 @@ def run_pre_receive(stdin_text: str, out=sys.stderr) -> int:
     git_dir = Path(os.environ.get("GIT_DIR", ".")).resolve()
     try:
         policy = load_policy(git_dir)
-    except (ValueError, OSError, TypeError, tomllib.TOMLDecodeError) as exc:
+    except (ValueError, OSError, TypeError) as exc:  # TOMLDecodeError is a ValueError
         print(f"leakscan: hook configuration error: {scrub(exc)}", file=out)
         return 1
     updates = [(old, new, ref) for old, new, ref in read_updates(stdin_text) if not _ZERO.match(new)]

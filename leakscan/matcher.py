@@ -32,6 +32,7 @@ hook's timeout) bound a whole scan.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import os
 from collections import defaultdict
@@ -39,12 +40,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import regex
 
+from .lazyre import lazy_import
 from .checks import CHECKS, FILTERS, shannon_entropy
 from .detectors import MAX_WIDTH, Rule, RuleSet
 from .model import Candidate
 from .paths import cache_root, write_cache_file
+
+regex = lazy_import("regex")
 
 try:  # Hyperscan ships as a binary wheel; where it can't load we fall back to `regex`.
     import hyperscan as _hs
@@ -82,13 +85,14 @@ class Matcher:
         self._tiers = tuple(_Tier.of(self.rules, wide, self._reach) for wide in (False, True))
         if self.engine == "hyperscan":
             for name, tier in zip(("near", "far"), self._tiers):
-                tier.db = _compile_hyperscan(tier.expressions, f"{ruleset.digest}-{name}")
-        self._keyword_rules = self._compile_keywords()
+                if tier.entries:
+                    tier.db = _compile_hyperscan(lambda tier=tier: tier.expressions(self.rules), f"{ruleset.digest}-{name}")
 
     # -- compilation ---------------------------------------------------------------------------
 
-    def _compile_keywords(self) -> dict[bytes, tuple[int, ...]]:
-        """keyword (lower-case) → the rules that own it."""
+    @functools.cached_property
+    def _keyword_rules(self) -> dict[bytes, tuple[int, ...]]:
+        """keyword (lower-case) → the rules that own it (the regex engine's search)."""
         table: dict[bytes, list[int]] = defaultdict(list)
         for idx, rule in enumerate(self.rules):
             for kw in rule.keywords_lower:
@@ -297,11 +301,11 @@ def file_reader(fh) -> Callable[[int], bytes]:
 
 @dataclass(eq=False)
 class _Tier:
-    """Rules searched by one Hyperscan database: `expressions` (full patterns or keywords) with,
-    for each, (rule index, keyword length; 0 for a full pattern)."""
+    """Rules searched by one Hyperscan database, one entry per expression: (rule index, keyword
+    length; 0 for the rule's full pattern), with the keyword itself (None for a pattern)."""
 
-    expressions: list[tuple[bytes, int | None]]
     entries: list[tuple[int, int]]
+    keywords: list[bytes | None]
     width: int  # the widest rule's max_width
     reach: dict[bool, int]  # the furthest a rule's match may start before a changed span (narrow, wide)
     db: object = None
@@ -310,22 +314,24 @@ class _Tier:
     def of(cls, rules: tuple[Rule, ...], wide: bool, reach: dict[bool, list[int]]) -> _Tier:
         """The rules wider than WIDE_RULE (by their keywords), or the others (by their patterns);
         `reach`: each rule's narrow and wide reach (see `Matcher.scan`)."""
-        expressions: list[tuple[bytes, int | None]] = []
         entries: list[tuple[int, int]] = []
+        keywords: list[bytes | None] = []
         mine: list[int] = []
         for idx, rule in enumerate(rules):
             if (rule.max_width > WIDE_RULE) != wide:
                 continue
             mine.append(idx)
-            if wide:
-                for kw in rule.keywords_lower:
-                    entries.append((idx, len(kw)))
-                    expressions.append((regex.escape(kw, literal_spaces=True), _hs.HS_FLAG_CASELESS if _hs else 0))
-            else:
-                entries.append((idx, 0))
-                expressions.append((rule.pattern.encode(), None))
+            for kw in rule.keywords_lower if wide else [None]:
+                entries.append((idx, len(kw) if kw else 0))
+                keywords.append(kw)
         width = max((rules[i].max_width for i in mine), default=0)
-        return cls(expressions, entries, width, {w: max((reach[w][i] for i in mine), default=0) for w in (False, True)})
+        return cls(entries, keywords, width, {w: max((reach[w][i] for i in mine), default=0) for w in (False, True)})
+
+    def expressions(self, rules: tuple[Rule, ...]) -> list[tuple[bytes, int | None]]:
+        """What Hyperscan compiles for each entry: the keyword (caseless), or the rule's pattern
+        (flags decided when compiling)."""
+        return [(regex.escape(kw, literal_spaces=True), _hs.HS_FLAG_CASELESS) if kw is not None
+                else (rules[idx].pattern.encode(), None) for (idx, _), kw in zip(self.entries, self.keywords)]  # fmt: skip
 
     def windows(self, rules: tuple[Rule, ...], data: bytes, a: int, b: int, out: dict[int, list[tuple[int, int]]]) -> None:
         """Add the start windows of this tier's matches in data[a:b] to `out`."""
@@ -346,11 +352,10 @@ class _Tier:
             out[idx].append((max(0, end - r.max_width), max(0, last)))
 
 
-def _compile_hyperscan(expressions: list[tuple[bytes, int | None]], key: str):
-    """A block-mode database of `expressions` (ids are their positions), or None if empty;
-    loaded from the cache when it was compiled before."""
-    if not expressions:
-        return None
+def _compile_hyperscan(expressions: Callable[[], list[tuple[bytes, int | None]]], key: str):
+    """A block-mode database of `expressions()` (ids are their positions), or None if there are
+    none; loaded from the cache when it was compiled before (the expressions are then not even
+    built)."""
     cache = _hs_cache_path(key)
     if cache is not None:
         try:
@@ -359,10 +364,12 @@ def _compile_hyperscan(expressions: list[tuple[bytes, int | None]], key: str):
             return db
         except Exception:
             pass  # absent, stale or damaged: compile afresh
+    listed = expressions()
+    if not listed:
+        return None
     db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
-    flags = [f if f is not None else _hs_flags_for(e) for e, f in expressions]
-    db.compile(expressions=[e for e, _ in expressions], ids=list(range(len(expressions))),
-               elements=len(expressions), flags=flags)  # fmt: skip
+    flags = [f if f is not None else _hs_flags_for(e) for e, f in listed]
+    db.compile(expressions=[e for e, _ in listed], ids=list(range(len(listed))), elements=len(listed), flags=flags)
     if cache is not None:
         write_cache_file(cache, _hs.dumpb(db))
     return db

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import platformdirs
@@ -15,6 +14,8 @@ def cache_root() -> Path:
 
 def write_cache_file(path: Path, data: bytes) -> None:
     """Atomically, or not at all: a cache we cannot write is only a missed speed-up."""
+    import tempfile  # written rarely, read on every start
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")

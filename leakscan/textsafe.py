@@ -9,17 +9,18 @@ that holds no secret (paths, refs, messages).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
+from .lazyre import lazy
+
 # C0 controls (but tab), DEL, C1 controls, and the Unicode line/paragraph separators and bidi
 # overrides a terminal or a log reader may act on.
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL = lazy("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _NAMED = {"\n": "\\n", "\r": "\\r"}
 # scheme://host[:port] then anything up to white space or a quote: the path and query of a URL
 # may hold a token (Telegram's bot<token>/, ?key=…), the host part is what people need to see.
-_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{1,15}://)([^/\s?#'\"<>@]*@)?([^/\s?#'\"<>]*)([/?#][^\s'\"<>\])]*)?")
+_URL = lazy(r"(?i)\b([a-z][a-z0-9+.-]{1,15}://)([^/\s?#'\"<>@]*@)?([^/\s?#'\"<>]*)([/?#][^\s'\"<>\])]*)?")
 
 
 def escape(text: object) -> str:

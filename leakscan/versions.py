@@ -25,8 +25,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import regex
-
+from .lazyre import lazy_regex
 from .sources.base import Blob
 
 PIECE_BYTES = 64 << 20  # a file's history longer than this is read in pieces that can run in parallel
@@ -101,8 +100,8 @@ def file_order(blobs: Sequence[Blob]) -> list[Blob]:
 
 # Every encoded run (base64, hex, percent, \\u) ends at whitespace or a quote, and so does the
 # word a percent or \\u span is widened over: text cut at these is cut between runs.
-_CUT = regex.compile(rb"[\n \"'\t\r]")
-_CUT_BEFORE = regex.compile(rb"[\n \"'\t\r]", regex.REVERSE)
+_CUT = lazy_regex(rb"[\n \"'\t\r]")
+_CUT_BEFORE = lazy_regex(rb"(?r)[\n \"'\t\r]")
 MAX_SPANS = 64  # past this many, what is left of the two versions is compared as one span
 _ANCHOR = 48  # bytes of the new version looked for in the old one to align what lies around them
 _SMALL = 2048  # a difference shorter than this is not split further

@@ -7,18 +7,20 @@ grows. Member names are only names (`../../etc/passwd` is reported as such).
 
 from __future__ import annotations
 
-import bz2
 import hashlib
 import io
-import lzma
-import re
 import struct
-import tarfile
-import zipfile
 import zlib
 from collections.abc import Iterator
 
+from ..lazyre import lazy, lazy_import
 from .base import Child, Context, LimitReached, Problem, clean_name
+
+# loaded when the first archive is met, not by every start
+bz2 = lazy_import("bz2")
+lzma = lazy_import("lzma")
+tarfile = lazy_import("tarfile")
+zipfile = lazy_import("zipfile")
 
 IN_CHUNK = 64 << 10
 OUT_CHUNK = 1 << 20
@@ -32,7 +34,7 @@ EOCD = b"PK\x05\x06"
 ZIP_MAGICS = (LOCAL, EOCD)
 GZIP_MAGIC = b"\x1f\x8b"
 XZ_MAGIC = b"\xfd7zXZ\x00"
-_TORCH_STORAGE = re.compile(r"(?:^|/)data/\d+$")  # raw tensor bytes in a torch checkpoint zip
+_TORCH_STORAGE = lazy(r"(?:^|/)data/\d+$")  # raw tensor bytes in a torch checkpoint zip
 _COMPRESSED_SUFFIXES = {
     "gzip": (".gz", ".gzip", ".tgz"), "bz2": (".bz2", ".tbz2", ".tbz"), "xz": (".xz", ".txz"), "zlib": (".z",),
 }  # fmt: skip

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from urllib.parse import unquote_to_bytes
 
+from ..lazyre import lazy
 from .base import Child, Context, Problem, looks_text
 
 MIN_B64 = 24
@@ -28,18 +29,18 @@ _STD_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _B64_MASK = bytes(0x41 if i in _STD_CHARS else 0x2E for i in range(256))  # alphabet → 'A', rest → '.'
 _ALPHABET_MASK = bytes(0x41 if i in _B64_CHARS else 0x2E for i in range(256))
 _B64_NEEDLE = b"A" * MIN_B64
-_B64_REST = re.compile(rb"[A-Za-z0-9+/_-]*")
+_B64_REST = lazy(rb"[A-Za-z0-9+/_-]*")
 WINDOW = 16 << 20  # the mask is built a window at a time
-_HEX_ONLY = re.compile(rb"[0-9A-Fa-f]+")
-_HEX_PREFIX = re.compile(rb"[0-9A-Fa-f]*")
+_HEX_ONLY = lazy(rb"[0-9A-Fa-f]+")
+_HEX_PREFIX = lazy(rb"[0-9A-Fa-f]*")
 # literal-first patterns: `re` then skips ahead with a fast search for the literal
-_PCT_RUN = re.compile(rb"%[0-9A-Fa-f]{2}(?:[^\s\"'<>%`]{0,64}%[0-9A-Fa-f]{2})*[^\s\"'<>%`]{0,64}")
-_PCT_LEFT = re.compile(rb"[^\s\"'<>%`]*")
+_PCT_RUN = lazy(rb"%[0-9A-Fa-f]{2}(?:[^\s\"'<>%`]{0,64}%[0-9A-Fa-f]{2})*[^\s\"'<>%`]{0,64}")
+_PCT_LEFT = lazy(rb"[^\s\"'<>%`]*")
 # Only escapes of ASCII characters can hide (part of) a token: secrets are ASCII, and text whose
 # escapes are all é, ü or emoji reveals nothing new when decoded. This skips most source code.
-_UESC_RUN = re.compile(rb"\\u00[0-7][0-9A-Fa-f](?:[^\s\"'\\]{0,64}\\u[0-9A-Fa-f]{4})*[^\s\"'\\]{0,64}")
-_UESC_LEFT = re.compile(rb"[^\s\"'\\]*")
-_UESC = re.compile(rb"\\u([0-9A-Fa-f]{4})")
+_UESC_RUN = lazy(rb"\\u00[0-7][0-9A-Fa-f](?:[^\s\"'\\]{0,64}\\u[0-9A-Fa-f]{4})*[^\s\"'\\]{0,64}")
+_UESC_LEFT = lazy(rb"[^\s\"'\\]*")
+_UESC = lazy(rb"\\u([0-9A-Fa-f]{4})")
 _GZIP = b"\x1f\x8b\x08"
 _URL_TO_STD = bytes.maketrans(b"-_", b"+/")
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import io
 import pickletools
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from ..lazyre import lazy
 from .base import Child, Context, Problem, Unsafe, looks_text
 from .unsafe import DANGEROUS, SAFE, SEVERITY, classify, qualified
 
@@ -76,7 +76,7 @@ def _headerless(data: bytes) -> bool:
 
 
 # what GLOBAL/INST name, as genops gives it: "module name", both dotted identifiers
-_IMPORT_ARG = re.compile(r"[A-Za-z_][\w.]*\x20[A-Za-z_][\w.]*")
+_IMPORT_ARG = lazy(r"[A-Za-z_][\w.]*\x20[A-Za-z_][\w.]*")
 
 
 def _as_text(op: str, arg) -> str | None:
@@ -353,7 +353,7 @@ def _set(target, items: list) -> None:
 # joblib (≥ 0.12) writes an array's raw bytes right after its wrapper's BUILD: a padding-length
 # byte and that many 0xff bytes when it aligns arrays, then the data; object arrays are a
 # protocol 2 pickle of their own there instead.
-_DTYPE = re.compile(r"^[<>|=]?([a-zA-Z])(\d*)$")
+_DTYPE = lazy(r"^[<>|=]?([a-zA-Z])(\d*)$")
 _NAMED = {"bool": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "float16": 2, "int32": 4, "uint32": 4,
           "float32": 4, "int64": 8, "uint64": 8, "float64": 8, "complex64": 8, "complex128": 16}  # fmt: skip
 _CODE_SIZE = {"b": 1, "?": 1, "B": 1, "h": 2, "H": 2, "e": 2, "i": 4, "I": 4, "f": 4, "l": 8, "L": 8, "q": 8,
@@ -494,7 +494,7 @@ def pickle_strings(data: bytes, name: str, ctx: Context, base: int = 0) -> Itera
 
 NPY_MAGIC = b"\x93NUMPY"
 MAX_NPY_HEADER = 1 << 16
-_OBJECT_CODE = re.compile(r"^[|<>=]?O\d*$")
+_OBJECT_CODE = lazy(r"^[|<>=]?O\d*$")
 
 
 def npy_array(data: bytes, name: str, ctx: Context) -> Iterator[Child | Problem | Unsafe]:

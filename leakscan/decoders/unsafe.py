@@ -8,7 +8,6 @@ Nothing here imports, unmarshals or calls what it reads: an import is judged by 
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -38,6 +37,8 @@ class Classes:
 
 @lru_cache(maxsize=1)
 def classes() -> Classes:
+    import tomllib  # the first model file met pays for it, not every start
+
     data = tomllib.loads(Path(__file__).with_name("model_imports.toml").read_text(encoding="utf-8"))
     return Classes(tuple(data["dangerous"]["modules"]), frozenset(data["dangerous"]["names"]),
                    tuple(data["safe"]["modules"]), frozenset(data["safe"]["names"]),

@@ -36,6 +36,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO
 
+from ..lazyre import lazy
 from ..model import Place, Skip
 
 UNREACHABLE_PATH = "<unreachable>"
@@ -265,7 +266,7 @@ def _git_env(shadow: _Shadow | None = None) -> dict[str, str]:
 
 # Everything of a common git directory that a scan reads, but its config, info/ and shallow list.
 _LINKED = ("HEAD", "refs", "packed-refs", "logs", "worktrees")
-_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_OID = lazy(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 class _Shadow:
@@ -1056,7 +1057,7 @@ def _parse_message(oid: str, kind: str, raw: bytes) -> GitMessage:
     return GitMessage(oid, kind, message, author, date)
 
 
-_PERSON = re.compile(rb"(.*?) <[^>]*> (\d+) ([+-])(\d\d)(\d\d)\s*\Z")
+_PERSON = lazy(rb"(.*?) <[^>]*> (\d+) ([+-])(\d\d)(\d\d)\s*\Z")
 
 
 def _person(value: bytes) -> tuple[str, str]:
