@@ -263,3 +263,19 @@ def test_the_hook_runs_without_loading_the_cli_framework(server, tmp_path):
                           text=True, env={**git_env(), "GIT_DIR": str(srv), "LEAKSCAN_NO_VERIFY": "1"}, timeout=60)  # fmt: skip
     assert proc.stdout.strip() == "1 []", proc.stderr
     assert "huggingface-access-token" in proc.stderr and secret not in proc.stderr
+
+
+def test_a_clean_push_loads_no_pattern_engine_parser_or_archive_module(server):
+    """What a clean push never needs is never imported: the regex module (rules compile when
+    Hyperscan points at a possible match), tomllib (no policy file), the archive modules."""
+    srv, wt = server
+    old = tip(srv)
+    new = commit(wt, {"app.py": "print('hello')\n"})
+    git("fetch", "-q", str(wt), "main:refs/heads/staged", cwd=srv)
+    git("update-ref", "-d", "refs/heads/staged", cwd=srv)
+    unused = ("regex", "tomllib", "zipfile", "tarfile", "typer", "rich")
+    probe = ("import sys\nfrom leakscan.launch import main\ncode = main(['hook', 'pre-receive'])\n"
+             f"print(code, sorted(m for m in {unused!r} if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", probe], input=f"{old} {new} refs/heads/main\n", capture_output=True,
+                          text=True, env={**git_env(), "GIT_DIR": str(srv), "LEAKSCAN_NO_VERIFY": "1"}, timeout=60)  # fmt: skip
+    assert proc.stdout.strip() == "0 []", proc.stderr
