@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..model import Finding, Place, Skip
 from .base import Blob, Opened, Source, bytes_opener
 from .files import FileEntry, TreeSource
-from .git import GitBlob, GitRepo, GitSourceError, GitWarning, Pushed, open_repo
+from .git import GitBlob, GitMessage, GitRepo, GitSourceError, GitWarning, Pushed, open_repo
 
 COMMIT_MESSAGE_PATH = "(commit message)"
 TAG_MESSAGE_PATH = "(tag message)"
@@ -201,15 +201,21 @@ class MessageHistory(Source):
         self.independent_listing = plan.previous is None
 
     def listing(self) -> Iterator[Blob | Skip]:
-        streams = [self.repo.messages(**self.plan.walk)]
         pushed = self.plan.walk.get("rev_range")
         again = [oid for oid, _ in self.plan.earlier("commit-message")]
         if isinstance(pushed, Pushed):
             again += pushed.tips  # a pushed annotated tag brings its own message
-        if again:
-            streams.append(self.repo.messages_of(again))
         seen: set[str] = set()
-        for stream in streams:
+
+        def streams() -> Iterator[Iterator[GitMessage | GitWarning]]:
+            yield self.repo.messages(**self.plan.walk)
+            # asked for after the walk, and only for what it did not yield: a pushed branch's tip
+            # is a commit the walk read already (three git processes saved on every push)
+            rest = [oid for oid in again if oid not in seen]
+            if rest:
+                yield self.repo.messages_of(rest)
+
+        for stream in streams():
             for msg in stream:
                 if isinstance(msg, GitWarning):
                     yield msg.to_skip()
