@@ -17,7 +17,6 @@ import zlib
 from collections import Counter
 from collections.abc import Callable
 
-
 from .lazyre import lazy_import, lazy_regex
 
 regex = lazy_import("regex")

@@ -19,10 +19,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-
-from .lazyre import lazy_import, lazy_regex
 from . import __version__
 from .checks import CHECKS, FILTERS
+from .lazyre import lazy_import, lazy_regex
 from .paths import cache_root
 from .verify.spec import SpecError, VerifySpec, parse_spec
 

@@ -3,7 +3,8 @@
 One multi-pattern pass selects where a rule may match:
   * Hyperscan compiles every rule's full pattern (in prefilter mode where it cannot take the exact
     one) and reports the *end* of each possible match. A match of rule R ending at e starts in
-    [e - R.max_width, e - R.min_width].
+    [e - R.max_width, e - R.min_width]. Rules wider than WIDE_RULE (PEM blocks, JWTs) are in a
+    second database by their keywords, found as below.
   * Without Hyperscan, a search for every rule keyword does the same job: every match of R
     contains one of R's keywords, so a keyword at [ks, ke) puts the match start in
     [ke - R.max_width, ks].
@@ -40,10 +41,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-
-from .lazyre import lazy_import
 from .checks import CHECKS, FILTERS, shannon_entropy
 from .detectors import MAX_WIDTH, Rule, RuleSet
+from .lazyre import lazy_import
 from .model import Candidate
 from .paths import cache_root, write_cache_file
 
