@@ -161,3 +161,23 @@ def test_a_repo_that_disappears_mid_sweep_is_reported_and_the_others_go_on(hub, 
     assert "gone/b" in run.err and "failed" in run.err and "cannot fetch" in run.err
     single = leakscan("repo", "gone/b", "--no-verify", "--no-cache", env=env(hub, tmp_path))
     assert single.code == 1  # back again: scanned
+
+
+def test_a_mirror_left_locked_by_a_killed_run_is_fetched_again(hub, tmp_path):
+    """A run killed mid-fetch leaves git's lock files in the mirror; git would refuse every
+    later fetch ("cannot lock ref"), and a sweep would park the repository for good."""
+    first, second = token(HF, "before-kill"), token(GHP, "after-kill")
+    hub.add_repo("model", "erin/m")
+    hub.commit("model", "erin/m", {"a.py": f"T = '{first}'\n"})
+    e = env(hub, tmp_path)
+    assert [f["secret"] for f in leakscan("repo", "erin/m", "-f", "json", "--no-verify", "--no-cache", env=e).json] == [first]
+    mirror = next((tmp_path / "mirrors").glob("*/models/erin/m"))
+    heads = [p for p in (mirror / "refs" / "heads").iterdir() if not p.name.endswith(".lock")]
+    for ref in heads:
+        (ref.parent / f"{ref.name}.lock").write_text("")  # what a killed `git fetch` leaves
+    (mirror / "packed-refs.lock").write_text("")
+    hub.commit("model", "erin/m", {"b.py": f"G = '{second}'\n"})
+    again = leakscan("repo", "erin/m", "-f", "json", "--no-verify", "--no-cache", env=e)
+    assert again.code == 1, again.err
+    assert sorted(f["secret"] for f in again.json) == sorted([first, second])
+    assert not list(mirror.rglob("*.lock"))

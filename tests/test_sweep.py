@@ -138,7 +138,8 @@ def test_killed_pass_resumes_without_rescanning(hub, tmp_path):
     rerun = leakscan(*args(db, out), env=env(hub, tmp_path))
     assert rerun.code in (0, 1), rerun.err
     scans = rows(db, "SELECT repo, sha FROM sweep_scans")
-    assert len(scans) == TOTAL and len(set(scans)) == TOTAL  # nothing lost, nothing scanned twice
+    unfinished = rows(db, "SELECT key, state, attempts, last_error FROM jobs WHERE state != 'done'")
+    assert len(scans) == TOTAL and len(set(scans)) == TOTAL, (unfinished, rerun.err[-3000:])  # nothing lost, nothing twice
     assert rows(db, "SELECT count(*) FROM sweep_scans WHERE pass_id=2")[0][0] == TOTAL - before
     assert sorted((f["repo"], f["secret"]) for f in lines(out)) == sorted(hub.planted)
 

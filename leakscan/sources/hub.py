@@ -9,12 +9,15 @@ content (the LFS source does, bounded: `leakscan.sources.lfs`).
 
 from __future__ import annotations
 
+import fcntl
+import itertools
 import os
 import re
 import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -178,19 +181,37 @@ def mirror(repo: HubRepo, *, cache: Path | None = None, max_bytes: int | None = 
     created or fetched incrementally in the cache. LFS content is never downloaded: only pointers."""
     host = urlsplit(repo.endpoint).netloc.replace(":", "_")
     path = (cache or cache_dir()) / host / f"{repo.repo_type}s" / repo.repo_id
-    fresh = not (path / "HEAD").exists()
-    if fresh:
-        path.mkdir(parents=True, exist_ok=True)
-        _git(["init", "--quiet", "--bare", str(path)], None, timeout=60)
-    url = f"{repo.web_url}"
-    try:
-        _fetch(path, url, max_bytes, timeout)
-    except HubError:
+    with _updating(path):
+        fresh = not (path / "HEAD").exists()
         if fresh:
-            shutil.rmtree(path, ignore_errors=True)
-        raise
-    _follow_head(path, url)
+            path.mkdir(parents=True, exist_ok=True)
+            _git(["init", "--quiet", "--bare", str(path)], None, timeout=60)
+        url = f"{repo.web_url}"
+        try:
+            _fetch(path, url, max_bytes, timeout)
+        except HubError:
+            if fresh:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+        _follow_head(path, url)
     return path
+
+
+@contextmanager
+def _updating(path: Path) -> Iterator[None]:
+    """Hold the mirror's update lock (an advisory lock beside it, which the kernel drops with its
+    holder): one leakscan process fetches into a mirror at a time. Holding it, any git lock file
+    left in the mirror is stale, left by a run killed mid-fetch (a sweep pass stopped by a
+    deploy), and git would refuse every later fetch on it ("cannot lock ref …: File exists"),
+    failing the repository until it is parked: such files are removed first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.leakscan-lock", "wb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        if path.is_dir():
+            for stale in itertools.chain(path.glob("*.lock"), (path / "refs").rglob("*.lock"),
+                                         (path / "objects" / "info").rglob("*.lock")):  # fmt: skip
+                stale.unlink(missing_ok=True)
+        yield
 
 
 def _follow_head(path: Path, url: str) -> None:
