@@ -944,7 +944,6 @@ def _command_for(args: list[str]) -> tuple[typer.Typer, str, list[str]]:
     return app_, prog, args[i:]
 
 
-
 # ---- sweep display (the sweep itself renders nothing) ----
 
 

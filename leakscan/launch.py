@@ -1,8 +1,8 @@
 """The `leakscan` command's entry point.
 
-A push waits on the pre-receive hook, and the CLI framework (typer, which imports pydantic, and
-rich) costs about a third of a second to import: `leakscan hook pre-receive`, which takes no
-options, is run directly. Every other command goes through `cli`.
+A push waits on the pre-receive hook, and the CLI framework (typer and rich) is a good part of
+a start's imports: `leakscan hook pre-receive`, which takes no options, is run directly. Every
+other command goes through `cli`.
 """
 
 from __future__ import annotations

@@ -18,27 +18,27 @@ _FORWARDED = ("search", "match", "fullmatch", "finditer", "findall", "sub", "sub
 
 
 class _Lazy:
-    def __init__(self, module: str, pattern: str | bytes, flags: int) -> None:
-        self._spec = (module, pattern, flags)
+    def __init__(self, module: str, pattern: str | bytes) -> None:
+        self._spec = (module, pattern)
 
     def __getattr__(self, name: str) -> Any:
         if name == "_spec":
             raise AttributeError(name)
-        module, pattern, flags = self._spec
-        compiled = importlib.import_module(module).compile(pattern, flags)
+        module, pattern = self._spec
+        compiled = importlib.import_module(module).compile(pattern)
         for attr in _FORWARDED:
             setattr(self, attr, getattr(compiled, attr))  # found in the instance from now on
         return getattr(compiled, name)
 
 
-def lazy(pattern: str | bytes, flags: int = 0) -> Any:
-    """`re.compile(pattern, flags)`, done on first use."""
-    return _Lazy("re", pattern, flags)
+def lazy(pattern: str | bytes) -> Any:
+    """`re.compile(pattern)`, done on first use (flags inline: `(?i)`, `(?m)`)."""
+    return _Lazy("re", pattern)
 
 
-def lazy_regex(pattern: str | bytes, flags: int = 0) -> Any:
-    """`regex.compile(pattern, flags)`, done on first use."""
-    return _Lazy("regex", pattern, flags)
+def lazy_regex(pattern: str | bytes) -> Any:
+    """`regex.compile(pattern)`, done on first use (flags inline: `(?V1)`, `(?r)`)."""
+    return _Lazy("regex", pattern)
 
 
 def lazy_import(name: str) -> Any:

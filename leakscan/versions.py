@@ -3,12 +3,12 @@
 A file edited 500 times is 500 blobs that differ in a few lines each. Decoding every one whole
 (the encoded-text search over every line, again and again) was most of a history scan's cost.
 A blob whose earlier version (the blob its commit's parent held at the same path) was scanned
-earlier in the same pass has its encoded text searched only between the two versions' common
-start and common end, widened to whitespace or a quote: encoded runs never cross those, so every
+earlier in the same pass has its encoded text searched only in the spans where the two differ
+(`changed_spans`), widened to whitespace or a quote: encoded runs never cross those, so every
 run outside was in that version too, at the same path, and what it decodes to was found there.
-Raw matches are searched for and confirmed only where they can reach that span (each rule's
-width around it, see `Matcher.scan`): any other match is one the earlier version holds, with
-the same bytes around it.
+Raw matches are searched for and confirmed only where they can reach a span (each rule's width
+around it, see `Matcher.scan`): any other match is one the earlier version holds, with the same
+bytes around it.
 
 A secret is then reported where it first appeared, as the history report wants; what changes is
 that the copies of an encoded secret in later versions (named by their own byte offsets, so
@@ -25,6 +25,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .kept import Kept
 from .lazyre import lazy_regex
 from .sources.base import Blob
 
@@ -47,15 +48,15 @@ class Versions:
     """The blobs of the current piece scanned so far (the latest KEPT_VERSIONS, KEPT_BYTES)."""
 
     def __init__(self) -> None:
-        self._kept: dict[str, tuple[Version, frozenset[str]]] = {}  # by blob key, with the paths it was scanned at
-        self._bytes = 0
+        # by blob key, with the paths it was scanned at
+        self._kept: Kept[str, tuple[Version, frozenset[str]]] = Kept(KEPT_BYTES, KEPT_VERSIONS)
 
     def before(self, blob: Blob) -> Version | None:
         """The earlier version `blob` may be compared with: its base, if scanned in this piece at
         every path `blob` is at (a rule that excludes one path must not hide a secret another
         path shows)."""
         if blob.base is None:
-            self.clear()  # a new piece
+            self._kept.clear()  # a new piece
             return None
         kept = self._kept.get(blob.base)
         if kept is None or not {p.path for p in blob.places} <= kept[1]:
@@ -63,17 +64,8 @@ class Versions:
         return kept[0]
 
     def keep(self, blob: Blob, version: Version | None) -> None:
-        if version is None or blob.key is None or blob.key in self._kept:
-            return
-        self._kept[blob.key] = (version, frozenset(p.path for p in blob.places))
-        self._bytes += len(version.data)
-        while len(self._kept) > KEPT_VERSIONS or self._bytes > KEPT_BYTES:
-            oldest = next(iter(self._kept))
-            self._bytes -= len(self._kept.pop(oldest)[0].data)
-
-    def clear(self) -> None:
-        self._kept.clear()
-        self._bytes = 0
+        if version is not None and blob.key is not None:
+            self._kept.put(blob.key, (version, frozenset(p.path for p in blob.places)), len(version.data))
 
 
 def file_order(blobs: Sequence[Blob]) -> list[Blob]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from ..kept import Kept
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -87,22 +89,14 @@ class Seen:
     MAX_ONE = 4 << 20
 
     def __init__(self) -> None:
-        self._items: dict[tuple, tuple[tuple, int]] = {}
-        self._bytes = 0
+        self._kept: Kept[tuple, tuple] = Kept(self.MAX_BYTES)
 
     def get(self, key: tuple) -> tuple | None:
-        got = self._items.get(key)
-        return got[0] if got else None
+        return self._kept.get(key)
 
     def put(self, key: tuple, items: tuple, size: int) -> None:
-        if size > self.MAX_ONE or key in self._items:
-            return
-        self._items[key] = (items, size)
-        self._bytes += size
-        while self._bytes > self.MAX_BYTES:
-            oldest = next(iter(self._items))
-            self._bytes -= self._items.pop(oldest)[1]
-
+        if size <= self.MAX_ONE:
+            self._kept.put(key, items, size)
 
 
 class Context:

@@ -30,7 +30,7 @@ class Blob:
     places: tuple[Place, ...]
     ref: Any = None  # what the opener needs to read it (a file's absolute path, a git object id, bytes)
     #: the key of this file's earlier version (the blob its commit's parent held at the same
-    #: path); if scanned earlier in the same pass, only the lines that changed are decoded
+    #: path); if scanned earlier in the same pass, only what changed since is searched (`versions`)
     base: str | None = None
 
 

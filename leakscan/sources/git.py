@@ -394,7 +394,7 @@ class Pushed:
 
     def __post_init__(self) -> None:
         for tip in self.tips:
-            if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", tip):
+            if not _OID.fullmatch(tip):
                 raise GitSourceError(f"not an object id: {tip!r}")
 
 
@@ -546,7 +546,7 @@ class GitRepo:
 
     def existing(self, oids: Sequence[str]) -> list[str]:
         """Those of `oids` (hex object ids) that the object store still has."""
-        wanted = [o for o in oids if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", o)]
+        wanted = [o for o in oids if _OID.fullmatch(o)]
         if not wanted:
             return []
         code, out, _ = self._run(["cat-file", "--batch-check=%(objectname)"],
