@@ -7,6 +7,7 @@ import io
 import json
 import pickle
 import zipfile
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -181,3 +182,24 @@ def test_a_mirror_left_locked_by_a_killed_run_is_fetched_again(hub, tmp_path):
     assert again.code == 1, again.err
     assert sorted(f["secret"] for f in again.json) == sorted([first, second])
     assert not list(mirror.rglob("*.lock"))
+
+
+@pytest.mark.parametrize("left", ["HEAD only", "no HEAD"])
+def test_a_mirror_a_killed_run_left_half_made_is_made_again(hub, tmp_path, left):
+    """A run killed inside `git init`, or while removing a failed first fetch, leaves a directory
+    that is not a repository; git would answer "not a git repository" on every later fetch."""
+    secret = token(HF, "half-made")
+    hub.add_repo("model", "erin/h")
+    hub.commit("model", "erin/h", {"a.py": f"T = '{secret}'\n"})
+    e = env(hub, tmp_path)
+    host = urlsplit(hub.url).netloc.replace(":", "_")
+    mirror = tmp_path / "mirrors" / host / "models" / "erin" / "h"
+    mirror.mkdir(parents=True)
+    if left == "HEAD only":
+        (mirror / "HEAD").write_text("ref: refs/heads/main\n")
+    else:
+        (mirror / "objects" / "pack").mkdir(parents=True)
+    run = leakscan("repo", "erin/h", "-f", "json", "--no-verify", "--no-cache", env=e)
+    assert run.code == 1, run.err
+    assert [f["secret"] for f in run.json] == [secret]
+    assert not list(mirror.parent.glob(".h.leakscan-new"))

@@ -182,10 +182,9 @@ def mirror(repo: HubRepo, *, cache: Path | None = None, max_bytes: int | None = 
     host = urlsplit(repo.endpoint).netloc.replace(":", "_")
     path = (cache or cache_dir()) / host / f"{repo.repo_type}s" / repo.repo_id
     with _updating(path):
-        fresh = not (path / "HEAD").exists()
+        fresh = not _is_git_dir(path)
         if fresh:
-            path.mkdir(parents=True, exist_ok=True)
-            _git(["init", "--quiet", "--bare", str(path)], None, timeout=60)
+            _create_bare(path)
         url = f"{repo.web_url}"
         try:
             _fetch(path, url, max_bytes, timeout)
@@ -212,6 +211,24 @@ def _updating(path: Path) -> Iterator[None]:
                                          (path / "objects" / "info").rglob("*.lock")):  # fmt: skip
                 stale.unlink(missing_ok=True)
         yield
+
+
+def _is_git_dir(path: Path) -> bool:
+    """What git itself asks of a directory before treating it as a repository."""
+    return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
+
+
+def _create_bare(path: Path) -> None:
+    """`git init --bare` beside the mirror, then renamed into place: a run killed half-way through
+    leaves no directory git would call "not a git repository" on every later fetch. Whatever
+    stands at `path` without being a repository is such a leftover, and is removed."""
+    shutil.rmtree(path, ignore_errors=True)
+    building = path.with_name(f".{path.name}.leakscan-new")
+    shutil.rmtree(building, ignore_errors=True)
+    made = _git(["init", "--quiet", "--bare", str(building)], None, timeout=60)
+    if made.returncode != 0:
+        raise HubError(f"cannot create a mirror in {path.parent}: {made.stderr.decode(errors='replace').strip()}")
+    os.rename(building, path)
 
 
 def _follow_head(path: Path, url: str) -> None:
