@@ -282,12 +282,19 @@ def load_rules(dirs: list[Path] | None = None, *, only: set[str] | None = None, 
     dirs are given) plus `extra` rules (a config file's), narrowed to `only`. The validated
     detector files are cached (`_ruleset_cache_path`); `extra` rules never are."""
     listed: list[tuple[Path, list[Path]]] = []
+    stats: list[tuple[Path, os.stat_result | None]] = []
     for d in dirs or (default_dirs() if defaults else []):
-        files = sorted(d.glob("*.toml")) if d.is_dir() else [d]
-        if d.is_dir() and not files:
-            raise DetectorError(f"{d}: no detector files (*.toml)")
+        found = _detector_files(d)
+        if found is None:
+            files = [d]
+            stats.append((d, None))
+        else:
+            if not found:
+                raise DetectorError(f"{d}: no detector files (*.toml)")
+            files = [f for f, _ in found]
+            stats += found
         listed.append((d, files))
-    cache = _ruleset_cache_path([f for _, files in listed for f in files]) if listed else None
+    cache = _ruleset_cache_path(stats) if listed else None
     cached = _load_cached(cache) if cache is not None else None
     rules: list[Rule] = list(cached) if cached is not None else []
     if cached is None:
@@ -318,18 +325,36 @@ def load_rules(dirs: list[Path] | None = None, *, only: set[str] | None = None, 
 _RULESET_FORMAT = 2  # bump when what a cached rule set holds changes shape
 
 
-def _ruleset_cache_path(files: list[Path]) -> Path | None:
-    """Where the rule set built from `files` is cached: keyed by their names, sizes and
-    modification times (as Python keys its bytecode), those of the code that validates them,
-    and the Python version, so that any change is a miss. Statting the files takes a
-    millisecond, reading them all six; parsing and validating them took most of a second."""
+def _detector_files(d: Path) -> list[tuple[Path, os.stat_result]] | None:
+    """The `*.toml` files of directory `d` by name, each with its stat (one `scandir`: every
+    start lists them, and globbing them through pathlib took longer than loading the cached
+    rules); None when `d` is not a directory."""
+    try:
+        with os.scandir(d) as it:
+            found = sorted((e.name, e.stat()) for e in it if e.name.endswith(".toml"))
+    except NotADirectoryError:
+        return None
+    except OSError as exc:
+        if not d.is_dir():
+            return None
+        raise DetectorError(f"{d}: cannot list detector files: {exc.strerror}") from None
+    return [(d / name, st) for name, st in found]
+
+
+def _ruleset_cache_path(files: list[tuple[Path, os.stat_result | None]]) -> Path | None:
+    """Where the rule set built from `files` (with their stats, where known) is cached: keyed by
+    their names, sizes and modification times (as Python keys its bytecode), those of the code
+    that validates them, and the Python version, so that any change is a miss. Statting the
+    files takes a millisecond, reading them all six; parsing and validating them took most of a
+    second."""
     if os.environ.get("LEAKSCAN_NO_CACHE"):
         return None
     h = hashlib.sha256(f"{__version__}\0{sys.version}\0{_RULESET_FORMAT}".encode())
     here = Path(__file__).parent
+    code = [(here / "detectors.py", None), (here / "checks.py", None), (here / "verify" / "spec.py", None)]
     try:
-        for f in (here / "detectors.py", here / "checks.py", here / "verify" / "spec.py", *files):
-            st = f.stat()
+        for f, st in (*code, *files):
+            st = st or os.stat(f)
             h.update(f"\0{f}\0{st.st_size}\0{st.st_mtime_ns}".encode())
     except OSError:
         return None  # load_file reports an unreadable file

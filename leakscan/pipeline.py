@@ -16,7 +16,6 @@ Then findings are deduplicated and suppressions applied, and verification is awa
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -324,6 +323,8 @@ def map_batches(scanner: Scanner, func, batches: Iterable, jobs: int,
             meanwhile()
         return
     _WORKER_BATCHES = (func, list(batches))
+    import multiprocessing  # a pool is rare in a pre-receive hook, which waits on every import
+
     ctx = multiprocessing.get_context("fork")
     try:
         with ctx.Pool(jobs) as pool:
