@@ -228,20 +228,26 @@ def test_a_version_scanned_against_the_one_before_finds_what_a_whole_scan_finds(
     words = ["def f(x):\n", "    return x\n", "token = ", "'", '"', " ", "\n", "# note\n", "password = ", "=", ","]
     pieces = [lambda: token(HF, rng.random()), lambda: token(GHP, rng.random()),
               lambda: b64("HF_TOKEN=" + token(HF, rng.random())), lambda: rng.choice(words) * rng.randint(1, 200)]  # fmt: skip
-    for n in [60] * 30 + [2000] * 10:  # long texts: only the bytes near the change are searched
+    wide = [lambda: token("{pem:RSA}", rng.random()), lambda: "\nJWT=" + token("{jwt}", rng.random())]
+    place = Place("app.py", "history")
+    for n in [60] * 15 + [2000] * 4:  # long texts: only the bytes near the change are searched
         old = "".join(rng.choice(pieces)() for _ in range(n)).encode()
-        new = bytearray(old)
-        for _ in range(rng.randint(1, 3)):
-            at = rng.randrange(len(new))
-            cut = rng.randint(0, 40)
-            new[at : at + cut] = rng.choice(pieces)().encode()[: rng.randint(0, 80)]
-        new = bytes(new)
-        place = Place("app.py", "history")
         first = scanner.scan_blob(bytes_reader(old), [place])
-        against = scanner.scan_blob(bytes_reader(new), [place], before=first.version)
-        whole = scanner.scan_blob(bytes_reader(new), [place])
-        assert _secrets(first) | _secrets(against) == _secrets(first) | _secrets(whole)
-        assert _secrets(against) <= _secrets(whole)
+        found = _secrets(first)
+        for _ in range(3):  # a chain: each version is scanned against the one before
+            new = bytearray(old)
+            for _ in range(rng.randint(1, 3)):
+                at = rng.randrange(len(new))
+                cut = rng.randint(0, 40)
+                text = rng.choice(pieces + wide)().encode()
+                new[at : at + cut] = text if rng.random() < 0.3 else text[: rng.randint(0, 80)]
+            new = bytes(new)
+            against = scanner.scan_blob(bytes_reader(new), [place], before=first.version)
+            whole = scanner.scan_blob(bytes_reader(new), [place])
+            assert found | _secrets(against) == found | _secrets(whole)
+            assert _secrets(against) <= _secrets(whole)
+            found |= _secrets(against)
+            old, first = new, against
 
 
 def test_a_secret_completed_by_an_edit_is_found_in_that_version(tmp_path):
