@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -58,12 +59,17 @@ class Scanner:
         self._rules = ruleset.by_id
         self.seen = Seen()  # archive members decoded so far in this process
         self._located: dict[tuple, list[tuple[Candidate, Location]]] = {}  # what `Seen`'s layers matched
-        # What a scan of the same bytes yields depends on the detectors, the limits in force and
-        # the code that decodes and matches: an upgrade must never reuse what an older one found.
-        decoding = "raw" if limits is None else repr(limits)
-        decoding += f"\0models={int(self.model_scan)}{int(pickle_unknown)}"
-        key = f"{__version__}\0{_code_digest()}\0{ruleset.digest}\0{decoding}\0{self.matcher.engine}"
-        self.cache_key = hashlib.sha256(key.encode()).hexdigest()[:32]
+
+    @functools.cached_property
+    def cache_key(self) -> str:
+        """What the scan cache files results under (asked only when there is one: hashing the
+        code costs a pre-receive hook milliseconds). What a scan of the same bytes yields
+        depends on the detectors, the limits in force and the code that decodes and matches: an
+        upgrade must never reuse what an older one found."""
+        decoding = "raw" if self.limits is None else repr(self.limits)
+        decoding += f"\0models={int(self.model_scan)}{int(self.pickle_unknown)}"
+        key = f"{__version__}\0{_code_digest()}\0{self.ruleset.digest}\0{decoding}\0{self.matcher.engine}"
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
 
     def scan_stream(self, read: Callable[[int], bytes], origin: Place, *,
                     lfs_store: Path | None = None, before: Version | None = None) -> Scanned:  # fmt: skip

@@ -53,14 +53,15 @@ class _Plan:
     partial: bool  # a range or --since: the store's view of the repository is not updated
     previous: list[str] | None  # tips of the last complete scan, when still all reachable
     walk: dict
-    tips: list[str]
+    tips: list[str]  # the ref tips a complete scan covers, read before it walks; [] when not recorded
 
     @classmethod
     def make(cls, repo: GitRepo, store, key: str, options: HistoryOptions) -> _Plan:
         repo_id = str(repo.git_dir.resolve())
         partial = bool(options.since or options.rev_range)
-        tips = repo.ref_tips()
-        previous = store.repo_tips(repo_id, key) if store is not None and not partial else None
+        recorded = store is not None and not partial
+        tips = repo.ref_tips() if recorded else []  # two git processes a push need not wait on
+        previous = store.repo_tips(repo_id, key) if recorded else None
         if previous is not None and not _all_reachable(repo, previous):
             previous = None  # history was rewritten: walk everything again
         if partial:
