@@ -32,6 +32,13 @@ class Location:
     allowed: bool  # the line carries an inline `leakscan:allow`
 
 
+def pickled_by_fields(self) -> tuple:
+    """`__reduce__` for a small dataclass whose fields all go to its constructor: pickled as
+    those arguments. Half the time of the slot state dataclasses pickle (a history's listing
+    crosses a process boundary: tens of thousands of blobs and places)."""
+    return type(self), tuple([getattr(self, name) for name in self.__match_args__])
+
+
 @dataclass(frozen=True, slots=True)
 class Place:
     """One place a scanned byte stream appears at: a file in a tree, a blob at a path introduced
@@ -48,6 +55,8 @@ class Place:
     def age(self) -> tuple[str, str, str]:
         """Sort key, oldest first; places without a date (unattributed) last."""
         return (_utc(self.date), self.commit or "", self.path)
+
+    __reduce__ = pickled_by_fields
 
 
 def _utc(date: str | None) -> str:

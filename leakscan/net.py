@@ -227,6 +227,9 @@ class _failures:
         return False
 
 
+_INHERITED: list = []  # see `Session.close`
+
+
 class Session:
     """`Client` for blocking code (LFS downloads, huggingface_hub's requests): an event loop and
     client per thread, made in the process that uses them (scan workers are forked: a loop
@@ -264,9 +267,13 @@ class Session:
         return Stream(self, self._run(opening()))
 
     def close(self) -> None:
-        """Closes the clients of every thread (of this process) once none is in use."""
+        """Closes the clients of every thread (of this process) once none is in use. Those a
+        forked process inherited run on its parent's loops: they can be neither closed here nor
+        let go (aiohttp would report each unclosed, on the child's stderr, when huggingface_hub
+        closes its session after a fork), so they are kept until the process ends."""
         with self._lock:
             mine = [(loop, client) for pid, loop, client in self._open if pid == os.getpid()]
+            _INHERITED.extend(entry for entry in self._open if entry[0] != os.getpid())
             self._open = []
         for loop, client in mine:
             loop.run_until_complete(client.__aexit__(None, None, None))

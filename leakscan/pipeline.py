@@ -125,7 +125,7 @@ def run(sources: Sequence[Source], scanner: Scanner, *, store=None, jobs: int | 
     notify = None
     if verifier is not None:
         notify = lambda fs: verifier.submit(_unsuppressed(fs, suppressions))  # noqa: E731
-    listings = _Listings(sources)
+    listings = _Listings(sources, forking=(jobs or default_jobs()) > 1)
     # the next source's listing and, when small, its scan, done while workers scan this one
     early: dict[int, tuple[list[Skip], list[Blob], Batch | None]] = {}
 
@@ -197,45 +197,97 @@ def mark_revoked(findings: Iterable[Finding], revoked: set[str]) -> None:
 
 
 class _Listings:
-    """Each source's listing, the independent ones (`Source.independent_listing`) taken in
-    threads alongside the first source's: listing a history is mostly waiting for `git log`,
-    and two walks keep both cores busy. Every thread has ended when the first listing has been
-    taken, before any worker process is forked (a fork copies no running thread, and could copy
-    a pipe end mid-`Popen`, keeping a git process's reader from its end of file)."""
+    """Each source's listing, the independent ones (`Source.independent_listing`) taken
+    alongside the first source's: two walks of a history keep both cores busy.
 
-    def __init__(self, sources: Sequence[Source]) -> None:
+    With `forking` (worker processes may be forked to scan), each is taken in a process of its
+    own, forked now, before this process starts any thread or git process, and it hands its
+    listing back through a pipe. A thread could not go on past the first listing: a fork copies
+    no running thread, and could copy a pipe end mid-`Popen`, keeping a git process from its end
+    of input. Waiting for such threads kept the workers from starting until both walks were
+    done (on free-programming-books the message walk took as long as the blob walk, with one
+    core idle). Without `forking` (one job: a pre-receive hook), a thread saves the fork; so it
+    does when another thread runs (a verifier's): a fork copies what that thread's frames hold
+    but not the thread, and the child drops it at once (an HTTP session in use is then reported
+    unclosed there)."""
+
+    def __init__(self, sources: Sequence[Source], forking: bool = False) -> None:
         import threading
 
         self.sources = sources
-        self.ahead: dict[int, tuple[threading.Thread, list]] = {}
-        self.done: dict[int, tuple[threading.Thread, list]] = {}  # joined, not yet taken
+        self.ahead: dict[int, _Ahead] = {}
+        forking = forking and threading.active_count() == 1
         for i, source in enumerate(sources):
             if i > 0 and source.independent_listing:
-                box: list = []
-                thread = threading.Thread(target=_list_into, args=(source, box), name="leakscan-listing", daemon=True)
-                thread.start()
-                self.ahead[i] = (thread, box)
+                self.ahead[i] = _Ahead(source, forking)
 
     def ready(self, i: int) -> bool:
-        """Whether listing `i` was taken in a thread (and may be taken before the ones before it)."""
-        return i in self.ahead or i in self.done
+        """Whether listing `i` is being taken already (and may be taken before the ones before it)."""
+        return i in self.ahead
 
     def take(self, i: int) -> list:
-        if i in self.ahead or i in self.done:
-            thread, box = self.ahead.pop(i, None) or self.done.pop(i)
-            thread.join()
-            if isinstance(box[0], BaseException):
-                raise box[0]
-            return box[0]
+        if i in self.ahead:
+            return self.ahead.pop(i).result()
         items = list(self.sources[i].listing())
         if i == 0:
-            self.close()
+            for ahead in self.ahead.values():
+                ahead.settle()
         return items
 
     def close(self) -> None:
-        for i, (thread, box) in list(self.ahead.items()):
-            thread.join()
-            self.done[i] = self.ahead.pop(i)
+        for ahead in self.ahead.values():
+            ahead.abandon()
+        self.ahead.clear()
+
+
+class _Ahead:
+    """One listing taken alongside: in a thread, or in a forked process (see `_Listings`)."""
+
+    def __init__(self, source: Source, forking: bool) -> None:
+        self.box: list = []
+        self.process = self.thread = None
+        if forking:
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("fork")
+            self.receive, send = ctx.Pipe(duplex=False)
+            self.process = ctx.Process(target=_list_to, args=(source, send), name="leakscan-listing", daemon=True)
+            self.process.start()
+            send.close()
+        else:
+            import threading
+
+            self.thread = threading.Thread(target=_list_into, args=(source, self.box), name="leakscan-listing", daemon=True)
+            self.thread.start()
+
+    def settle(self) -> None:
+        """Before a fork: a thread must have ended (a process goes on)."""
+        if self.thread is not None:
+            self.thread.join()
+
+    def result(self) -> list:
+        if self.process is not None:
+            try:
+                self.box.append(self.receive.recv())
+            except EOFError:
+                self.process.join()
+                self.box.append(RuntimeError(f"the listing process ended without a listing (exit code {self.process.exitcode})"))
+            finally:
+                self.receive.close()
+            self.process.join()
+        else:
+            self.settle()
+        if isinstance(self.box[0], BaseException):
+            raise self.box[0]
+        return self.box[0]
+
+    def abandon(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.join()
+            self.receive.close()
+        else:
+            self.settle()
 
 
 def _list_into(source: Source, box: list) -> None:
@@ -243,6 +295,18 @@ def _list_into(source: Source, box: list) -> None:
         box.append(list(source.listing()))
     except BaseException as exc:  # re-raised where the pipeline takes this listing
         box.append(exc)
+
+
+def _list_to(source: Source, send) -> None:
+    """In a forked process: the listing, or what stopped it, sent back (see `_Ahead`)."""
+    box: list = []
+    _list_into(source, box)
+    try:
+        send.send(box[0])
+    except Exception as exc:  # an exception that does not pickle still says what it was
+        send.send(RuntimeError(f"{type(box[0]).__name__}: {box[0]}" if isinstance(box[0], BaseException) else str(exc)))
+    finally:
+        send.close()
 
 
 def _parallel(source: Source, blobs: list[Blob], jobs: int | None) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..model import Finding, Place, Skip
+from ..model import Finding, Place, Skip, pickled_by_fields
 
 Read = Callable[[int], bytes]  # read(n): n bytes unless fewer are left, b"" at the end
 
@@ -32,6 +32,8 @@ class Blob:
     #: the key of this file's earlier version (the blob its commit's parent held at the same
     #: path); if scanned earlier in the same pass, only what changed since is searched (`versions`)
     base: str | None = None
+
+    __reduce__ = pickled_by_fields
 
 
 Opened = tuple[Blob, Read]
