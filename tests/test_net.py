@@ -95,3 +95,27 @@ def test_huggingface_hub_calls_go_through_the_guarded_client():
         with pytest.raises(httpx2.ConnectError, match="^refused: http:// to 127.0.0.1"):
             hf.model_info("u/moved")
     assert other.connections == 0
+
+
+def test_a_forked_process_lets_go_of_no_inherited_client_noisily():
+    """huggingface_hub closes its session in a forked child (scan workers, a listing process);
+    the clients that session holds run on the parent's loop: dropping them made aiohttp report
+    each one unclosed, on the child's stderr, in the middle of a scan's output."""
+    import subprocess
+    import sys
+
+    async def hub(request, body):
+        return web.json_response({"id": "u/m", "sha": "a" * 40, "siblings": []})
+
+    script = (
+        "import multiprocessing, sys\n"
+        "from leakscan.sources.hubapi import api\n"
+        "print(api(sys.argv[1]).model_info('u/m').sha[:4])\n"
+        "child = multiprocessing.get_context('fork').Process(target=print, args=('child',))\n"
+        "child.start(); child.join()\n"
+        "print('exit', child.exitcode)\n"
+    )
+    with StandIn(hub) as endpoint:
+        run = subprocess.run([sys.executable, "-c", script, endpoint.url], capture_output=True, text=True, timeout=60)
+    assert run.stdout.split() == ["aaaa", "child", "exit", "0"], run.stderr
+    assert run.stderr == ""
