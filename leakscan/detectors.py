@@ -281,31 +281,23 @@ def load_rules(dirs: list[Path] | None = None, *, only: set[str] | None = None, 
     """The detectors of `dirs` (default: the built-in ones; none when `defaults` is false and no
     dirs are given) plus `extra` rules (a config file's), narrowed to `only`. The validated
     detector files are cached (`_ruleset_cache_path`); `extra` rules never are."""
-    listed: list[tuple[Path, list[Path]]] = []
-    stats: list[tuple[Path, os.stat_result | None]] = []
+    files: list[tuple[Path, os.stat_result | None]] = []  # with their stats, where listing gave them
     for d in dirs or (default_dirs() if defaults else []):
         found = _detector_files(d)
-        if found is None:
-            files = [d]
-            stats.append((d, None))
-        else:
-            if not found:
-                raise DetectorError(f"{d}: no detector files (*.toml)")
-            files = [f for f, _ in found]
-            stats += found
-        listed.append((d, files))
-    cache = _ruleset_cache_path(stats) if listed else None
+        if found == []:
+            raise DetectorError(f"{d}: no detector files (*.toml)")
+        files += found if found is not None else [(d, None)]  # a file named on its own
+    cache = _ruleset_cache_path(files) if files else None
     cached = _load_cached(cache) if cache is not None else None
     rules: list[Rule] = list(cached) if cached is not None else []
     if cached is None:
         seen: dict[str, str] = {}
-        for _, files in listed:
-            for f in files:
-                for rule in load_file(f):
-                    if rule.id in seen:
-                        raise DetectorError(f"{f.name}: rule {rule.id}: id already used in {seen[rule.id]}")
-                    seen[rule.id] = f.name
-                    rules.append(rule)
+        for f, _ in files:
+            for rule in load_file(f):
+                if rule.id in seen:
+                    raise DetectorError(f"{f.name}: rule {rule.id}: id already used in {seen[rule.id]}")
+                seen[rule.id] = f.name
+                rules.append(rule)
         if cache is not None:
             _store_cached(cache, rules)
     known = {r.id: r.source_file for r in rules}
