@@ -231,6 +231,9 @@ def test_misleading_extensions():
     # protocol 4 opcodes with no PROTO header, which the unpickler does not need
     headerless = su("subprocess") + su("getoutput") + b"\x93" + su("id") + b"\x85R."
     assert targets("weights.bin", headerless) == {"subprocess.getoutput"}
+    # line ends after STOP, as an editor leaves them, even more of them than the sniffer's glance
+    assert targets("README.md", proto0 + b"\r\n") == {"os.system"}
+    assert targets("README.md", proto0 + b"\n" * 300) == {"os.system"}
     assert targets("notes.txt", b"Some text that ends with a period.\n") == set()
 
 

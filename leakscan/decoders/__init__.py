@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
+from ..lazyre import lazy_import
 from ..model import Skip
 from .archives import (GZIP_MAGIC, SEVENZIP_MAGIC, XZ_MAGIC, ZIP_MAGICS, is_bz2, is_zlib, looks_tar, sevenzip_members,
                        stream, tar_members, zip_members)  # fmt: skip
@@ -34,14 +35,28 @@ from .encoded import find_encoded, utf16_encoding
 from .gguf import gguf_metadata
 from .lfs import is_lfs_pointer, lfs_oid
 from .notebook import notebook_cells, sniff_notebook
-from .pickles import NPY_MAGIC, npy_array, pickle_strings, sniff_pickle
 from .safetensors import safetensors_metadata, sniff_safetensors
 from .unsafe import hdf5_keras, keras_config, sniff_hdf5, sniff_keras_config
 
 __all__ = ["Layer", "Limits", "Seen", "Unsafe", "decode", "is_lfs_pointer", "lfs_oid", "no_text_format", "no_text_reason",
            "plain_text", "sniff"]
 
+# The pickle reader (with pickletools and the import classes) is a tenth of a start's imports,
+# and a push of source files or a scan of a folder of them never needs it: it is imported the
+# first time a blob may be a pickle or a numpy array.
+pickles = lazy_import("leakscan.decoders.pickles")
+NPY_MAGIC = b"\x93NUMPY"
+
 Handler = Callable[[bytes, str, Context], Iterator[Child | Problem | Unsafe]]
+
+
+def _pickle_reader(function: str) -> Handler:
+    def handler(data: bytes, name: str, ctx: Context) -> Iterator[Child | Problem | Unsafe]:
+        return getattr(pickles, function)(data, name, ctx)
+
+    return handler
+
+
 HANDLERS: dict[str, Handler] = {
     "zip": zip_members,
     "tar": tar_members,
@@ -50,11 +65,11 @@ HANDLERS: dict[str, Handler] = {
     "xz": stream("xz"),
     "zlib": stream("zlib"),
     "notebook": notebook_cells,
-    "pickle": pickle_strings,
+    "pickle": _pickle_reader("pickle_strings"),
     "safetensors": safetensors_metadata,
     "gguf": gguf_metadata,
     "7z": sevenzip_members,
-    "npy": npy_array,
+    "npy": _pickle_reader("npy_array"),
     "hdf5": hdf5_keras,
     "keras-config": keras_config,
 }
@@ -121,7 +136,7 @@ def sniff(data: bytes, name: str = "") -> str | None:
     if sniff_safetensors(data):
         return "safetensors"
     # a pickle named .safetensors is a pickle: the name is the attacker's to choose
-    if sniff_pickle(data, lower):
+    if may_be_pickle(data, lower) and pickles.sniff_pickle(data, lower):
         return "pickle"
     if lower.endswith(".safetensors"):
         return "safetensors"
@@ -132,6 +147,16 @@ def sniff(data: bytes, name: str = "") -> str | None:
     if sniff_keras_config(data, lower):
         return "keras-config"
     return None
+
+
+def may_be_pickle(data: bytes, lower_name: str) -> bool:
+    """What `pickles.sniff_pickle` needs before it can say yes, asked without the pickle reader:
+    a protocol 2+ header, a pickle's name, or (a pickle without a header) STOP as the last byte
+    before any line ends. A text that ends with a full stop passes, and is then parsed."""
+    if data[:1] == b"\x80" or lower_name.endswith((".pkl", ".pickle")):
+        return True
+    tail = data[-256:].rstrip(b"\r\n")
+    return tail[-1:] == b"." or (not tail and len(data) > 256)
 
 
 _SNIFF = "?"
@@ -264,7 +289,7 @@ def _decoded(ctx: Context, path: str, item: Child, container: str, depth: int, e
         yield Layer(container, item.data, item.kind)
         yield from _expand(ctx, path, item.data, item.name, container, depth, enc + 1)
         return
-    if item.kind in MEMBER_KINDS and sniff_pickle(item.data, item.name.lower()) and sniff(item.data, item.name) == "pickle":
+    if item.kind in MEMBER_KINDS and may_be_pickle(item.data, item.name.lower()) and sniff(item.data, item.name) == "pickle":
         # a pickle's raw opcodes are noise: its strings layer stands in for the member
         yield from _expand(ctx, path, item.data, item.name, container, depth + 1, enc)
         return

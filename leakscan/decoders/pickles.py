@@ -492,7 +492,6 @@ def pickle_strings(data: bytes, name: str, ctx: Context, base: int = 0) -> Itera
 
 # --- numpy -------------------------------------------------------------------------------------
 
-NPY_MAGIC = b"\x93NUMPY"
 MAX_NPY_HEADER = 1 << 16
 _OBJECT_CODE = lazy(r"^[|<>=]?O\d*$")
 
