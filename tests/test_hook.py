@@ -267,15 +267,17 @@ def test_the_hook_runs_without_loading_the_cli_framework(server, tmp_path):
 
 def test_a_clean_push_loads_no_pattern_engine_parser_or_archive_module(server):
     """What a clean push never needs is never imported: the regex module (rules compile when
-    Hyperscan points at a possible match), tomllib (no policy file), the archive modules."""
+    Hyperscan points at a possible match), tomllib (no policy file), the archive modules, the
+    pickle reader. The garbage collector, off while the modules were imported, is on again,
+    and what the imports made is frozen."""
     srv, wt = server
     old = tip(srv)
     new = commit(wt, {"app.py": "print('hello')\n"})
     git("fetch", "-q", str(wt), "main:refs/heads/staged", cwd=srv)
     git("update-ref", "-d", "refs/heads/staged", cwd=srv)
-    unused = ("regex", "tomllib", "zipfile", "tarfile", "typer", "rich")
-    probe = ("import sys\nfrom leakscan.launch import main\ncode = main(['hook', 'pre-receive'])\n"
-             f"print(code, sorted(m for m in {unused!r} if m in sys.modules))\n")
+    unused = ("regex", "tomllib", "zipfile", "tarfile", "typer", "rich", "pickletools", "leakscan.decoders.pickles")
+    probe = ("import gc, sys\nfrom leakscan.launch import main\ncode = main(['hook', 'pre-receive'])\n"
+             f"print(code, sorted(m for m in {unused!r} if m in sys.modules), gc.isenabled(), gc.get_freeze_count() > 1000)\n")
     proc = subprocess.run([sys.executable, "-c", probe], input=f"{old} {new} refs/heads/main\n", capture_output=True,
                           text=True, env={**git_env(), "GIT_DIR": str(srv), "LEAKSCAN_NO_VERIFY": "1"}, timeout=60)  # fmt: skip
-    assert proc.stdout.strip() == "0 []", proc.stderr
+    assert proc.stdout.strip() == "0 [] True True", proc.stderr
