@@ -281,18 +281,19 @@ def load_rules(dirs: list[Path] | None = None, *, only: set[str] | None = None, 
     """The detectors of `dirs` (default: the built-in ones; none when `defaults` is false and no
     dirs are given) plus `extra` rules (a config file's), narrowed to `only`. The validated
     detector files are cached (`_ruleset_cache_path`); `extra` rules never are."""
-    files: list[tuple[Path, os.stat_result | None]] = []  # with their stats, where listing gave them
+    files: list[tuple[str, os.stat_result | None]] = []  # with their stats, where listing gave them
     for d in dirs or (default_dirs() if defaults else []):
         found = _detector_files(d)
         if found == []:
             raise DetectorError(f"{d}: no detector files (*.toml)")
-        files += found if found is not None else [(d, None)]  # a file named on its own
+        files += found if found is not None else [(str(d), None)]  # a file named on its own
     cache = _ruleset_cache_path(files) if files else None
     cached = _load_cached(cache) if cache is not None else None
     rules: list[Rule] = list(cached) if cached is not None else []
     if cached is None:
         seen: dict[str, str] = {}
-        for f, _ in files:
+        for name, _ in files:
+            f = Path(name)
             for rule in load_file(f):
                 if rule.id in seen:
                     raise DetectorError(f"{f.name}: rule {rule.id}: id already used in {seen[rule.id]}")
@@ -317,10 +318,11 @@ def load_rules(dirs: list[Path] | None = None, *, only: set[str] | None = None, 
 _RULESET_FORMAT = 2  # bump when what a cached rule set holds changes shape
 
 
-def _detector_files(d: Path) -> list[tuple[Path, os.stat_result]] | None:
-    """The `*.toml` files of directory `d` by name, each with its stat (one `scandir`: every
-    start lists them, and globbing them through pathlib took longer than loading the cached
-    rules); None when `d` is not a directory."""
+def _detector_files(d: Path) -> list[tuple[str, os.stat_result]] | None:
+    """The paths of the `*.toml` files of directory `d` by name, each with its stat (one
+    `scandir`, and strings: every start lists them, and globbing them through pathlib, or
+    making a Path of each, took longer than loading the cached rules); None when `d` is not a
+    directory."""
     try:
         with os.scandir(d) as it:
             found = sorted((e.name, e.stat()) for e in it if e.name.endswith(".toml"))
@@ -330,10 +332,10 @@ def _detector_files(d: Path) -> list[tuple[Path, os.stat_result]] | None:
         if not d.is_dir():
             return None
         raise DetectorError(f"{d}: cannot list detector files: {exc.strerror}") from None
-    return [(d / name, st) for name, st in found]
+    return [(os.path.join(d, name), st) for name, st in found]
 
 
-def _ruleset_cache_path(files: list[tuple[Path, os.stat_result | None]]) -> Path | None:
+def _ruleset_cache_path(files: list[tuple[str, os.stat_result | None]]) -> Path | None:
     """Where the rule set built from `files` (with their stats, where known) is cached: keyed by
     their names, sizes and modification times (as Python keys its bytecode), those of the code
     that validates them, and the Python version, so that any change is a miss. Statting the
@@ -342,8 +344,8 @@ def _ruleset_cache_path(files: list[tuple[Path, os.stat_result | None]]) -> Path
     if os.environ.get("LEAKSCAN_NO_CACHE"):
         return None
     h = hashlib.sha256(f"{__version__}\0{sys.version}\0{_RULESET_FORMAT}".encode())
-    here = Path(__file__).parent
-    code = [(here / "detectors.py", None), (here / "checks.py", None), (here / "verify" / "spec.py", None)]
+    here = os.path.dirname(__file__)
+    code = [(os.path.join(here, *name), None) for name in (("detectors.py",), ("checks.py",), ("verify", "spec.py"))]
     try:
         for f, st in (*code, *files):
             st = st or os.stat(f)
