@@ -50,11 +50,12 @@ NPY_MAGIC = b"\x93NUMPY"
 Handler = Callable[[bytes, str, Context], Iterator[Child | Problem | Unsafe]]
 
 
-def _pickle_reader(function: str) -> Handler:
-    def handler(data: bytes, name: str, ctx: Context) -> Iterator[Child | Problem | Unsafe]:
-        return getattr(pickles, function)(data, name, ctx)
+def _pickle_strings(data: bytes, name: str, ctx: Context) -> Iterator[Child | Problem | Unsafe]:
+    return pickles.pickle_strings(data, name, ctx)
 
-    return handler
+
+def _npy_array(data: bytes, name: str, ctx: Context) -> Iterator[Child | Problem | Unsafe]:
+    return pickles.npy_array(data, name, ctx)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -65,11 +66,11 @@ HANDLERS: dict[str, Handler] = {
     "xz": stream("xz"),
     "zlib": stream("zlib"),
     "notebook": notebook_cells,
-    "pickle": _pickle_reader("pickle_strings"),
+    "pickle": _pickle_strings,
     "safetensors": safetensors_metadata,
     "gguf": gguf_metadata,
     "7z": sevenzip_members,
-    "npy": _pickle_reader("npy_array"),
+    "npy": _npy_array,
     "hdf5": hdf5_keras,
     "keras-config": keras_config,
 }
