@@ -281,3 +281,27 @@ def test_a_clean_push_loads_no_pattern_engine_parser_or_archive_module(server):
     proc = subprocess.run([sys.executable, "-c", probe], input=f"{old} {new} refs/heads/main\n", capture_output=True,
                           text=True, env={**git_env(), "GIT_DIR": str(srv), "LEAKSCAN_NO_VERIFY": "1"}, timeout=60)  # fmt: skip
     assert proc.stdout.strip() == "0 [] True True", proc.stderr
+
+
+def test_a_push_s_findings_leave_open_whether_they_are_at_the_tip(server):
+    """The server's HEAD is not where a push goes: the hook's scan does not read its tree (a git
+    process in a row on every push) and leaves `in_head` unknown. Once the push has landed, a
+    scan of the repository says the secret is at the tip."""
+    from leakscan.detectors import load_rules
+    from leakscan.pipeline import run
+    from leakscan.scan import Scanner
+    from leakscan.sources.git import Pushed, open_repo
+    from leakscan.sources.history import HistoryOptions, git_sources
+
+    srv, wt = server
+    secret = token(HF, "at-the-tip")
+    new = commit(wt, {"app.py": f"HF_TOKEN = '{secret}'\n"}, message=f"token {secret}")
+    git("fetch", "-q", str(wt), "main:refs/heads/staged", cwd=srv)
+    git("update-ref", "-d", "refs/heads/staged", cwd=srv)
+    scanner = Scanner(load_rules())
+    pushed = run(git_sources(open_repo(srv), options=HistoryOptions(rev_range=Pushed((new,)), work_tree=False)), scanner,
+                 jobs=1)  # fmt: skip
+    assert sorted((f.path, f.in_head) for f in pushed.findings) == [("(commit message)", None), ("app.py", None)]
+    git("update-ref", "refs/heads/main", new, cwd=srv)
+    landed = run(git_sources(open_repo(srv), options=HistoryOptions(work_tree=False)), scanner, jobs=1)
+    assert sorted((f.path, f.in_head) for f in landed.findings) == [("(commit message)", True), ("app.py", True)]

@@ -115,6 +115,10 @@ class BlobHistory(Source):
         self.lfs_store = repo.git_dir / "lfs" / "objects"
         self.incremental = plan.previous is not None
         self.head_secrets: set[str] = set()  # secrets HEAD's blobs still hold, for the message source
+        # Whether a secret is still at the tip is told by HEAD's tree. A push being received has
+        # no tip yet (the server's HEAD is not where it goes), and reading that tree was a git
+        # process in a row on every push: its findings' `in_head` stays unknown.
+        self.tip_known = not isinstance(plan.walk.get("rev_range"), Pushed)
         self._places: dict[str, tuple[Place, ...]] = {}
         self.sizes: dict[str, int] = {}  # of every listed blob: the LFS source reads the small ones
 
@@ -132,7 +136,7 @@ class BlobHistory(Source):
         if intro is not None:
             sizes = self.repo.sizes(list(intro))
             # HEAD's blobs are decoded whole: whether a secret is still at the tip is told by them
-            head = self.repo.head_blobs()
+            head = self.repo.head_blobs() if self.tip_known else frozenset()
             for oid, atts in intro.items():
                 places = tuple(Place(a.path, "history", a.commit, None, a.author, a.date) for a in atts)  # oldest first
                 listed.append(Blob(oid, sizes.get(oid, 0), places, base=None if oid in head else atts[0].base))
@@ -158,10 +162,11 @@ class BlobHistory(Source):
 
     def finish(self, findings: list[Finding], scanned: list[tuple[str, int]]) -> list[Finding]:
         self._attribute(findings)
-        head = self.repo.head_blobs()
-        self.head_secrets = {f.secret_sha256 for f in findings if f.blob in head}
-        for f in findings:
-            f.in_head = f.secret_sha256 in self.head_secrets
+        if self.tip_known:
+            head = self.repo.head_blobs()
+            self.head_secrets = {f.secret_sha256 for f in findings if f.blob in head}
+            for f in findings:
+                f.in_head = f.secret_sha256 in self.head_secrets
         with_findings = {f.blob: f.path for f in findings}
         plan = self.plan
         if plan.store is not None and not plan.partial:
@@ -229,7 +234,8 @@ class MessageHistory(Source):
     def finish(self, findings: list[Finding], scanned: list[tuple[str, int]]) -> list[Finding]:
         for f in findings:
             f.blob = None  # the id is the commit's, already in `commit`
-            f.in_head = f.secret_sha256 in self.blobs.head_secrets
+            if self.blobs.tip_known:
+                f.in_head = f.secret_sha256 in self.blobs.head_secrets
         findings = _oldest(findings, key=lambda f: (f.detector, f.secret_sha256))
         plan = self.plan
         if plan.store is not None and not plan.partial:
