@@ -270,11 +270,12 @@ class _Ahead:
             try:
                 self.box.append(self.receive.recv())
             except EOFError:
-                self.process.join()
-                self.box.append(RuntimeError(f"the listing process ended without a listing (exit code {self.process.exitcode})"))
+                pass  # the process ended without sending: its exit code says how
             finally:
                 self.receive.close()
             self.process.join()
+            if not self.box:
+                self.box.append(RuntimeError(f"the listing process ended without a listing (exit code {self.process.exitcode})"))
         else:
             self.settle()
         if isinstance(self.box[0], BaseException):
